@@ -1,0 +1,1 @@
+"""The contract between Dockyard's services: events, commands, subjects, manifests."""

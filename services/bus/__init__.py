@@ -1,0 +1,1 @@
+"""The bus: embedded nats-server, JetStream topology, FastStream broker, dead letters, locks."""

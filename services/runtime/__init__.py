@@ -1,0 +1,1 @@
+"""Runtimes: build, run one-off, start instance, check health, stop — process and docker."""
