@@ -23,9 +23,11 @@ Status = Literal[
     "release-error",
     "start-error",
     "hook-error",
+    "switch-error",
     "cancelled",
 ]
-FAILED_STATUSES = ("build-error", "release-error", "start-error", "hook-error", "cancelled")
+FAILED_STATUSES = ("build-error", "release-error", "start-error", "hook-error", "switch-error",
+                   "cancelled")
 TAIL_LINES = 100
 
 
@@ -331,6 +333,31 @@ class NotificationFailed(Event, frozen=True, kw_only=True, tag="dockyard.notific
     outcome: ClassVar[str] = "failed"
 
 
+class NotificationDelivered(Event, frozen=True, kw_only=True,
+                            tag="dockyard.notification.delivered"):
+    """A sink accepted an event."""
+
+    sink: str
+    event_id: str
+    attempts: int
+    status_code: int
+    phase: ClassVar[str] = "notification"
+    outcome: ClassVar[str] = "delivered"
+
+
+class NotificationAttempted(Event, frozen=True, kw_only=True,
+                            tag="dockyard.notification.attempted"):
+    """One delivery attempt to a sink (every attempt is recorded)."""
+
+    sink: str
+    event_id: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    phase: ClassVar[str] = "notification"
+    outcome: ClassVar[str] = "attempted"
+
+
 AnyEvent = Union[
     DeployQueued,
     BuildStarted,
@@ -356,6 +383,8 @@ AnyEvent = Union[
     CommandStarted,
     CommandFinished,
     NotificationFailed,
+    NotificationDelivered,
+    NotificationAttempted,
 ]
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
 FAILURE_TYPES: tuple[type[Failure], ...] = tuple(t for t in EVENT_TYPES if issubclass(t, Failure))

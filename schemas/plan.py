@@ -42,6 +42,14 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     interval: float = 0.2
 
 
+class BuildConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How the artifact is built: the Dockerfile (docker) or a command run in the release dir (process)."""
+
+    dockerfile: str = "Dockerfile"
+    command: str | None = None
+    timeout: float = 30 * 60
+
+
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a deploy runs, in order, with where each part came from."""
 
@@ -52,6 +60,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     after_switch: list[Command] = []
     on_failure: list[Command] = []
     health: Health = Health()
+    build: BuildConfig = BuildConfig()
     drain: float = 30.0
     notes: list[str] = []
 
