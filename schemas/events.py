@@ -93,6 +93,7 @@ class DeploySpec(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan
     config_version: int = 0
     kind: Literal["source", "config"] = "source"
+    build_artifact: str = ""  # the artifact as built, before predeploy's changes were committed
 
 
 class Event(Message, frozen=True, kw_only=True):
@@ -127,6 +128,7 @@ class Failure(Event, frozen=True, kw_only=True):
     exit_code: int | None = None
     tail: list[str] = []
     command: str | None = None
+    spec: DeploySpec | None = None
 
 
 class DeployQueued(Event, frozen=True, kw_only=True, tag="dockyard.deploy.queued"):
@@ -275,7 +277,6 @@ class RetireSucceeded(Event, frozen=True, kw_only=True, tag="dockyard.retire.suc
 class DeployAborted(Failure, frozen=True, kw_only=True, tag="dockyard.deploy.aborted"):
     """New instances of a failed deploy are gone; on-failure commands come next."""
 
-    spec: DeploySpec | None = None
     phase: ClassVar[str] = "deploy"
     outcome: ClassVar[str] = "aborted"
 

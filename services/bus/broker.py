@@ -29,6 +29,10 @@ MAX_DELIVER = 20
 ACK_WAIT = 30.0
 
 
+class Rejected(Exception):
+    """A handler refuses a well-formed message for good: it goes to the dead letters with this reason."""
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """What lands on dockyard.dlq.<service>: the original message and why it was rejected."""
 
@@ -84,6 +88,9 @@ def dead_letter_middleware(service: str) -> type[BaseMiddleware]:
                 return None
             except HandlerException:
                 raise
+            except Rejected as exc:
+                await _send_dead_letter(self.context, service, msg, f"rejected: {exc}")
+                return None
             except Exception as exc:
                 n = _deliveries(msg)
                 if n >= MAX_DELIVER:

@@ -79,7 +79,9 @@ class Runtime(Protocol):
 
     name: str
 
-    async def build(self, app: str, build_id: str, source: Path, log: LogSink) -> str:
+    async def build(self, app: str, build_id: str, source: Path, log: LogSink, *,
+                    dockerfile: str = "Dockerfile", command: str | None = None,
+                    timeout: float = 1800.0) -> str:
         """Turn a source tree into an immutable artifact; returns its reference."""
 
     async def run_oneoff(

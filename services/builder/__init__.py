@@ -1,0 +1,1 @@
+"""The builder: takes deploy requests in order, builds the artifact and the plan."""

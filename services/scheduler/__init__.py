@@ -1,0 +1,1 @@
+"""The scheduler: starts the new release beside the old, removes it on failure, retires the old."""
