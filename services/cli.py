@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -17,13 +19,24 @@ from dockyard.bus.service import SERVICES, UnknownServiceError, start_service
 from dockyard.client import ClientError, DockyardClient, Followers, check_app
 from dockyard.log_config import configure_logging
 from dockyard.pipeline.config import ConfigError, parse_assignments
+from dockyard.schemas.manifest import OperatorHook
 from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine
 from dockyard.settings import Settings, SettingsError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Dockyard: build, release, gate on postdeploy, switch traffic.")
 config_app = typer.Typer(no_args_is_help=True, help="Config vars of an app (a change makes a release).")
-hooks_app = typer.Typer(invoke_without_command=True, help="The merged hook plan of an app.")
+class _ShowByDefault(TyperGroup):
+    """`dockyard hooks APP` means `dockyard hooks show APP`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+hooks_app = typer.Typer(cls=_ShowByDefault, no_args_is_help=True,
+                        help="The merged hook plan of an app; operator hooks (add, rm).")
 notify_app = typer.Typer(no_args_is_help=True, help="Where an app's events are delivered.")
 app.add_typer(config_app, name="config")
 app.add_typer(hooks_app, name="hooks")
@@ -139,7 +152,7 @@ def service(
 def _print_line(line: LogLine) -> None:
     if line.stream == "system":
         style = "bold cyan" if line.text.startswith(("=====", "-----")) else "cyan"
-        out.print(line.text, style=style, markup=False)
+        out.print(line.text, style=style, markup=False, highlight=False)
     elif line.stream == "err":
         out.print(line.text, style="yellow", markup=False)
     else:
@@ -366,6 +379,105 @@ def config_show(app_name: Annotated[str, typer.Argument(metavar="APP")],
     out.print(f"# {check} config version {version}", style="dim")
     for key, value in values.items():
         out.print(f"{key}={value}", markup=False)
+
+
+
+
+@app.command()
+def demo(
+    runtime: Annotated[str, typer.Option(help="process (default) or docker.")] = "process",
+    keep: Annotated[bool, typer.Option(help="Keep the temporary directory.")] = False,
+) -> None:
+    """Deploy a bundled app three times on a throwaway stack and narrate what a person sees."""
+    from dockyard.demo.run import run_demo
+
+    configure_logging("WARNING")
+
+    def say(text: str) -> None:
+        out.print(text)
+
+    def show(line: LogLine) -> None:
+        out.print("   │ ", end="", style="dim")
+        _print_line(line)
+
+    checks = run(run_demo(say, show, runtime=runtime, keep=keep))
+    out.print("")
+    for check in checks:
+        mark = "[green]✓[/green]" if check.held else "[red]✗[/red]"
+        out.print(f"{mark} {check.claim}")
+    ok = len(checks) == 4 and all(c.held for c in checks)
+    out.print("[bold green]The demo held.[/bold green]" if ok else "[bold red]The demo failed.[/bold red]")
+    raise typer.Exit(0 if ok else 1)
+
+
+# ------------------------------------------------------------------ hooks
+
+PHASE_ORDER = ("predeploy", "release", "postdeploy", "after_switch", "on_failure")
+
+
+@hooks_app.command("show")
+def hooks_show(app_name: Annotated[str, typer.Argument(metavar="APP")],
+               data_dir: DataDir = None) -> None:
+    """Print the merged plan, in order, with where each command came from."""
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    plan, live = run(with_client(settings, lambda c: c.plan(check)))
+    out.print(f"[bold]{check}[/bold]: plan of "
+              + (f"the live build (v{live})" if live else "operator hooks only (no release yet)"))
+    table = Table("phase", "#", "label", "command", "timeout", "source")
+    for phase in PHASE_ORDER:
+        for i, cmd in enumerate(plan.commands(phase), start=1):
+            table.add_row(phase, str(i), cmd.label, cmd.command, f"{cmd.timeout:g}s", cmd.source)
+    out.print(table)
+    if plan.processes:
+        out.print("processes: " + ", ".join(f"{p.name}×{p.scale}" for p in plan.processes))
+    for note in plan.notes:
+        out.print(f"note: {note}", style="dim")
+
+
+@hooks_app.command("add")
+def hooks_add(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    phase: Annotated[str, typer.Argument(help="predeploy, release, postdeploy, after_switch, on_failure.")],
+    command: Annotated[list[str], typer.Argument(metavar="-- COMMAND...")],
+    label: Annotated[str, typer.Option("--label", "-l", help="Label shown in the deploy log.")],
+    timeout: Annotated[str | None, typer.Option(help="e.g. 90s, 20m (default: the phase's).")] = None,
+    memory: Annotated[str | None, typer.Option(help="e.g. 512M, 1G (default 512M).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add an operator hook; it runs after the repository's commands of that phase."""
+    from dockyard.plan.durations import parse_duration, parse_memory
+    from dockyard.plan.errors import PlanError
+
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    try:
+        hook = OperatorHook(phase=phase, label=label, command=" ".join(command),
+                            timeout=parse_duration(timeout) if timeout else None,
+                            memory=parse_memory(memory) if memory else None)
+        hooks = run(with_client(settings, lambda c: c.add_hook(check, hook)))
+    except (ValueError, PlanError) as exc:
+        fail(str(exc))
+    out.print(f"added {phase} hook '{label}' to {check} ({len(hooks.hooks)} operator hook(s))")
+
+
+@hooks_app.command("rm")
+def hooks_rm(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    phase: Annotated[str, typer.Argument()],
+    label: Annotated[str, typer.Argument()],
+    data_dir: DataDir = None,
+) -> None:
+    """Remove an operator hook by phase and label."""
+    from dockyard.plan.errors import PlanError
+
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    try:
+        run(with_client(settings, lambda c: c.remove_hook(check, phase, label)))
+    except PlanError as exc:
+        fail(str(exc))
+    out.print(f"removed {phase} hook '{label}' from {check}")
 
 
 def main() -> None:

@@ -15,11 +15,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from dockyard.builder.handlers import manifest_object
 from dockyard.builder.source import object_name, pack
 from dockyard.bus.topology import Stores, connect_stores
 from dockyard.pipeline import config as config_store
 from dockyard.pipeline.live import live_release
+from dockyard.plan.merge import build_plan
+from dockyard.plan.operator import add_hook, list_hooks, remove_hook
 from dockyard.schemas import codec, subjects
+from dockyard.schemas.manifest import OperatorHook, OperatorHooks
+from dockyard.schemas.plan import Plan
 from dockyard.schemas.events import (
     AnyEvent,
     CancelRequested,
@@ -184,6 +189,27 @@ class DockyardClient:
     async def has_release(self, app: str) -> bool:
         """Whether the app has a live release (a config change then makes a new one)."""
         return await live_release(self.stores.state, app) is not None
+
+    async def plan(self, app: str) -> tuple[Plan, int | None]:
+        """The merged plan the next deploy of the live build would run, and the live release."""
+        check_app(app)
+        live = await live_release(self.stores.state, app)
+        files: dict[str, str] = {}
+        if live is not None:
+            stored = await self.stores.builds.get(manifest_object(app, live.spec.build_id))
+            files = msgspec.json.decode(stored.data or b"{}", type=dict[str, str])
+        hooks = (await list_hooks(self.stores.hooks, app)).hooks
+        return build_plan(files, hooks), (live.release if live else None)
+
+    async def add_hook(self, app: str, hook: OperatorHook) -> OperatorHooks:
+        """Add an operator hook (runs after the repository's commands of its phase)."""
+        check_app(app)
+        return await add_hook(self.stores.hooks, app, hook)
+
+    async def remove_hook(self, app: str, phase: str, label: str) -> OperatorHooks:
+        """Remove an operator hook by phase and label."""
+        check_app(app)
+        return await remove_hook(self.stores.hooks, app, phase, label)
 
     async def events(self, app: str | None = None, follow: bool = False,
                      idle: float = 0.5) -> list[AnyEvent]:

@@ -1,0 +1,18 @@
+"""Subject names live in schemas/subjects.py and nowhere else as literals."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LITERAL = re.compile(r"""["'](dockyard\.(evt|cmd|log|dlq)[.a-z*>{}_-]*)["']""")
+
+
+def test_no_subject_literal_outside_the_subjects_module() -> None:
+    offenders = []
+    for path in (ROOT / "services").rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if LITERAL.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
