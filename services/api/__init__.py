@@ -1,0 +1,1 @@
+"""The `api` service: HTTP API over the deployment records it projects from every event."""
