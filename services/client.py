@@ -163,11 +163,13 @@ class DockyardClient:
             if isinstance(event, DeploySucceeded | DeployFailed) and not done.done():
                 done.set_result(event)
 
-        everything = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        log_sub = await self.stores.js.subscribe(subjects.log(deployment_id), cb=on_log,
-                                                 ordered_consumer=True, config=everything)
-        evt_sub = await self.stores.js.subscribe(subjects.app_events(app), cb=on_evt,
-                                                 ordered_consumer=True, config=everything)
+        # One ConsumerConfig each: nats-py fills in the deliver subject on the object it is given.
+        log_sub = await self.stores.js.subscribe(
+            subjects.log(deployment_id), cb=on_log, ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        evt_sub = await self.stores.js.subscribe(
+            subjects.app_events(app), cb=on_evt, ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
         return Watch(done=done, subs=[log_sub, evt_sub])
 
     async def cancel(self, app: str, deployment_id: str, reason: str = "cancelled by user") -> None:
