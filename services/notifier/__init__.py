@@ -1,0 +1,1 @@
+"""Notifier: delivers chosen events to per-app webhooks and Slack-compatible chat sinks."""
