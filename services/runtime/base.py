@@ -98,5 +98,8 @@ class Runtime(Protocol):
     async def list_instances(self, app: str) -> list[InstanceRef]:
         """Instances of an app that exist now (found again after a restart)."""
 
+    async def remove_artifact(self, artifact: str) -> None:
+        """Delete an artifact no release uses any more (in use or gone: ignored)."""
+
     async def close(self) -> None:
         """Release the runtime's connections."""
