@@ -1,0 +1,1 @@
+"""The router: drives Caddy so each app's host routes to its live release, switching atomically."""

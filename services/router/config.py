@@ -1,0 +1,69 @@
+"""Pure: the route table → one whole Caddy JSON config, loaded atomically through POST /load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.router.routes import AppRoute, RouteTable
+
+SERVER = "dockyard"
+# Open streams (websockets, SSE) on the old upstreams survive a switch for this long.
+STREAM_CLOSE_DELAY = "5m"
+RETRY_AFTER = "5"
+PENDING_BODY = "app is being deployed, retry shortly\n"
+NO_WEB_BODY = "app has no web process\n"
+NOT_FOUND_BODY = "no app at this host\n"
+
+
+def host_of(app: str, domain: str) -> str:
+    """The host an app answers at."""
+    return f"{app}.{domain}"
+
+
+def join_host_port(host: str, port: int) -> str:
+    """host:port, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _static(status: int, body: str, headers: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    handler: dict[str, Any] = {"handler": "static_response", "status_code": status, "body": body}
+    if headers:
+        handler["headers"] = headers
+    return handler
+
+
+def app_handler(route: AppRoute) -> dict[str, Any]:
+    """The handler of one app's host."""
+    if route.pending:
+        return _static(503, PENDING_BODY, {"Retry-After": [RETRY_AFTER],
+                                           "Content-Type": ["text/plain; charset=utf-8"]})
+    if not route.upstreams:
+        return _static(503, NO_WEB_BODY, {"Content-Type": ["text/plain; charset=utf-8"]})
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": dial} for dial in route.upstreams],
+        "flush_interval": -1,
+        "stream_close_delay": STREAM_CLOSE_DELAY,
+    }
+
+
+def build_config(table: RouteTable, *, domain: str, listen: str, admin_listen: str) -> dict[str, Any]:
+    """The whole Caddy config: one server, a terminal route per app host, 404 for any other host."""
+    routes: list[dict[str, Any]] = [
+        {"match": [{"host": [host_of(app, domain)]}], "handle": [app_handler(table[app])],
+         "terminal": True}
+        for app in sorted(table)
+    ]
+    routes.append({"handle": [_static(404, NOT_FOUND_BODY,
+                                      {"Content-Type": ["text/plain; charset=utf-8"]})],
+                   "terminal": True})
+    return {
+        # The admin address must be in every loaded config, or Caddy falls back to :2019.
+        "admin": {"listen": admin_listen, "config": {"persist": False}},
+        "apps": {"http": {"servers": {SERVER: {
+            "listen": [listen],
+            # Host matchers would otherwise turn on automatic HTTPS: plain HTTP gets a TLS error.
+            "automatic_https": {"disable": True},
+            "routes": routes,
+        }}}},
+    }

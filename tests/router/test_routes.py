@@ -1,0 +1,143 @@
+"""The route-table decisions, as plain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dockyard.router.routes import (
+    AppRoute,
+    Ignore,
+    Republish,
+    Switch,
+    decide_failed,
+    decide_queued,
+    decide_switch,
+    previous_release_from_history,
+    switch_failed_event,
+    switched_event,
+    table_from_state,
+    upstreams,
+    with_live,
+    with_pending,
+    without_pending,
+)
+from dockyard.schemas.events import DeployFailed, InstanceRef, event_id
+from dockyard.schemas.state import LiveRelease, Pending
+
+from .conftest import deploy_queued, hook_succeeded, spec
+
+WEB = InstanceRef(id="w1", process="web", release=2, port=5001)
+WEB2 = InstanceRef(id="w2", process="web", release=2, host="10.0.0.2", port=5000)
+WORKER = InstanceRef(id="k1", process="worker", release=2, port=6000)
+NO_PORT = InstanceRef(id="w3", process="web", release=2)
+
+
+def live(app: str, deployment_id: str, release: int, *instances: InstanceRef) -> LiveRelease:
+    return LiveRelease(app=app, release=release, deployment_id=deployment_id, spec=spec(),
+                       instances=list(instances), switched_at=datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def failed(app: str, deployment_id: str) -> DeployFailed:
+    return DeployFailed(id=event_id(deployment_id, "dockyard.deploy.failed"), source="test",
+                        subject=app, deployment_id=deployment_id, status="build-error",
+                        reason="boom")
+
+
+def test_upstreams_are_web_instances_with_a_port_sorted() -> None:
+    assert upstreams([WORKER, WEB2, NO_PORT, WEB]) == ("10.0.0.2:5000", "127.0.0.1:5001")
+
+
+def test_table_from_state_live_wins_over_pending() -> None:
+    table = table_from_state([live("shop", "d1", 1, WEB)],
+                             [Pending(app="shop", deployment_id="d2"),
+                              Pending(app="blog", deployment_id="d3")])
+    assert table == {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:5001",)),
+                     "blog": AppRoute(app="blog", pending=True)}
+
+
+def test_with_live_replaces_only_that_app() -> None:
+    table = {"blog": AppRoute(app="blog", pending=True),
+             "shop": AppRoute(app="shop", upstreams=("127.0.0.1:1",))}
+    assert with_live(table, live("shop", "d2", 2, WEB2)) == {
+        "blog": AppRoute(app="blog", pending=True),
+        "shop": AppRoute(app="shop", upstreams=("10.0.0.2:5000",)),
+    }
+
+
+def test_with_pending_never_hides_a_live_app() -> None:
+    table = {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:1",))}
+    assert with_pending(table, "shop") == table
+    assert with_pending(table, "blog")["blog"] == AppRoute(app="blog", pending=True)
+
+
+def test_without_pending_keeps_live_apps() -> None:
+    table = {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:1",)),
+             "blog": AppRoute(app="blog", pending=True)}
+    assert without_pending(table, "blog") == {"shop": table["shop"]}
+    assert without_pending(table, "shop") == table
+
+
+def test_first_switch() -> None:
+    event = hook_succeeded("shop", "d1", 1, [WEB])
+    decision = decide_switch(event, None)
+    assert isinstance(decision, Switch)
+    assert decision.previous_release is None
+    assert (decision.live.app, decision.live.release, decision.live.deployment_id,
+            decision.live.instances) == ("shop", 1, "d1", [WEB])
+
+
+def test_next_switch_names_the_previous_release() -> None:
+    decision = decide_switch(hook_succeeded("shop", "d2", 2, [WEB2]), live("shop", "d1", 1, WEB))
+    assert isinstance(decision, Switch)
+    assert decision.previous_release == 1
+
+
+def test_redelivery_only_republishes() -> None:
+    current = live("shop", "d1", 1, WEB)
+    assert decide_switch(hook_succeeded("shop", "d1", 1, [WEB]), current) == Republish(live=current)
+
+
+def test_late_older_release_is_ignored() -> None:
+    decision = decide_switch(hook_succeeded("shop", "d1", 1, [WEB]), live("shop", "d2", 2, WEB2))
+    assert isinstance(decision, Ignore)
+
+
+def test_queued_marks_pending_only_without_a_live_release() -> None:
+    event = deploy_queued("shop", "d1")
+    assert decide_queued(event, None, None) == Pending(app="shop", deployment_id="d1")
+    assert decide_queued(event, live("shop", "d0", 1, WEB), None) is None
+    assert decide_queued(event, None, Pending(app="shop", deployment_id="d1")) is None
+    assert decide_queued(event, None, Pending(app="shop", deployment_id="d0")) == Pending(
+        app="shop", deployment_id="d1")
+
+
+def test_failed_clears_pending_only_for_that_deployment() -> None:
+    marker = Pending(app="shop", deployment_id="d1")
+    assert decide_failed(failed("shop", "d1"), None, marker) is True
+    assert decide_failed(failed("shop", "d2"), None, marker) is False
+    assert decide_failed(failed("shop", "d1"), live("shop", "d0", 1, WEB), marker) is False
+    assert decide_failed(failed("shop", "d1"), None, None) is False
+
+
+def test_switched_event_is_deterministic() -> None:
+    record = live("shop", "d2", 2, WEB2)
+    first, again = switched_event(record, 1), switched_event(record, 1)
+    assert first == again
+    assert first.id == event_id("d2", "dockyard.traffic.switched")
+    assert (first.source, first.app, first.release, first.previous_release, first.instances) == (
+        "router", "shop", 2, 1, [WEB2])
+    assert first.nats_subject() == "dockyard.evt.shop.traffic.switched"
+
+
+def test_switch_failed_event() -> None:
+    event = switch_failed_event(hook_succeeded("shop", "d2", 2, [WEB]), "caddy down")
+    assert (event.status, event.reason, event.deployment_id, event.source) == (
+        "switch-error", "caddy down", "d2", "router")
+    assert event.id == event_id("d2", "dockyard.traffic.failed")
+
+
+def test_previous_release_from_history() -> None:
+    history = [live("shop", "d1", 1), live("shop", "d2", 2), live("shop", "d3", 3)]
+    assert previous_release_from_history(history, "d2") == 1
+    assert previous_release_from_history(history, "d1") is None
+    assert previous_release_from_history(history, "d3") == 2
