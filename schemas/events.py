@@ -43,6 +43,11 @@ def new_id() -> str:
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of everything published; `type` is the CloudEvents type and the decoding tag."""
 
+    @property
+    def type(self) -> str:
+        """The CloudEvents type (the msgspec tag), e.g. `dockyard.hook.succeeded`."""
+        return type_of(self.__class__)
+
 
 # ---------------------------------------------------------------- commands
 

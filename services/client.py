@@ -158,10 +158,12 @@ class DockyardClient:
                 return
             if event.deployment_id != deployment_id:
                 return
-            if followers.on_event:
-                await followers.on_event(event)
-            if isinstance(event, DeploySucceeded | DeployFailed) and not done.done():
-                done.set_result(event)
+            try:
+                if followers.on_event:
+                    await followers.on_event(event)
+            finally:  # a failing callback must not leave the caller waiting forever
+                if isinstance(event, DeploySucceeded | DeployFailed) and not done.done():
+                    done.set_result(event)
 
         # One ConsumerConfig each: nats-py fills in the deliver subject on the object it is given.
         log_sub = await self.stores.js.subscribe(

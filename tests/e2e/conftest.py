@@ -1,0 +1,89 @@
+"""The real stack for end-to-end tests: nats-server, Caddy, every service, a real runtime."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dockyard.bus.embedded import free_port
+from dockyard.client import DockyardClient
+from dockyard.runtime.select import Runtimes
+from dockyard.settings import Settings
+from dockyard.stack import Stack, start_stack
+from tests.docker_support import ensure_test_image, require_docker
+
+RUNTIMES = ["process", "docker"]
+_names = itertools.count(1)
+
+
+@dataclass
+class Running:
+    """A started stack and a client on its bus."""
+
+    stack: Stack
+    client: DockyardClient
+    settings: Settings
+    runtime: str
+    port: int
+    apps: set[str] = field(default_factory=set)
+
+    def app_name(self, stem: str) -> str:
+        """A fresh app name for one test (remembered, so its instances are stopped at the end)."""
+        name = f"{stem}-{self.runtime[0]}{next(_names)}"
+        self.apps.add(name)
+        return name
+
+    async def instances(self, app: str) -> list:  # type: ignore[type-arg]
+        """The app's instances as the runtime sees them."""
+        runtimes = Runtimes(self.settings)
+        try:
+            return await (await runtimes.get(self.runtime)).list_instances(app)
+        finally:
+            await runtimes.close()
+
+
+async def start_running(tmp: Path, runtime: str, **overrides: object) -> Running:
+    """Start a stack with short drain and kill grace, on a free HTTP port."""
+    if runtime == "docker":
+        require_docker()
+        ensure_test_image()
+    port = free_port()
+    settings = Settings.from_env(env={}, data_dir=tmp / "data", http_port=port, runtime=runtime,
+                                 drain=0.5, kill_grace=2.0, **overrides)
+    stack = await start_stack(settings)
+    client = await DockyardClient.connect(stack.settings)
+    return Running(stack=stack, client=client, settings=stack.settings, runtime=runtime,
+                   port=port)
+
+
+async def stop_running(running: Running) -> None:
+    """Stop the stack and every app instance it started."""
+    await running.client.close()
+    runtimes = Runtimes(running.settings)
+    try:
+        rt = await runtimes.get(running.runtime)
+        for app in _apps(running):
+            for ref in await rt.list_instances(app):
+                await rt.stop_instance(ref, 1.0)
+    finally:
+        await runtimes.close()
+        await running.stack.stop()
+
+
+def _apps(running: Running) -> set[str]:
+    root = running.settings.data_dir / "process" / "instances"
+    names = {p.name for p in root.iterdir()} if root.exists() else set()
+    return names | running.apps
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+async def running(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """One stack per test module and runtime."""
+    r = await start_running(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param)
+    yield r
+    await stop_running(r)

@@ -1,0 +1,165 @@
+"""The walking skeleton on the real stack: deploy, the postdeploy gate, dead letters, plain NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jsonschema
+import nats
+
+from dockyard.schemas import subjects
+from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded
+from dockyard.client import Followers
+from tests.e2e.apps import aget, get, make_app, targz
+from tests.e2e.conftest import Running
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
+DOCKYARD = str(Path(sys.executable).parent / "dockyard")
+
+
+async def deploy(running: Running, app: str, src: Path) -> DeploySucceeded | DeployFailed:
+    return await running.client.deploy(app, src, Followers(), timeout=240)
+
+
+async def test_failing_postdeploy_keeps_the_old_release(running: Running, tmp_path: Path) -> None:
+    app = running.app_name("shop")
+    v1 = await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1"))
+    assert isinstance(v1, DeploySucceeded), v1
+    assert get(running.port, app).text == "app v1\n"
+
+    # The CLI, as a user runs it: exit code 1 and the status printed.
+    src = make_app(tmp_path / "v2", running.runtime, "v2", postdeploy="echo checking; exit 3")
+    env = {**os.environ, "DOCKYARD_DATA_DIR": str(running.settings.data_dir),
+           "DOCKYARD_HTTP_PORT": str(running.port), "COLUMNS": "200"}
+    proc = await asyncio.to_thread(subprocess.run, [DOCKYARD, "deploy", app, str(src)],
+                                   env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "hook-error" in proc.stdout
+    assert "exited with code 3" in proc.stdout
+    assert "checking" in proc.stdout  # the postdeploy output was streamed
+
+    response = get(running.port, app)
+    assert response.status_code == 200 and response.text == "app v1\n"
+    releases = {i.release for i in await running.instances(app)}
+    assert releases == {v1.release}, "the failed release's instances must be gone"
+
+
+async def test_postdeploy_gates_the_switch(running: Running, tmp_path: Path) -> None:
+    app = running.app_name("gate")
+    assert isinstance(await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1")),
+                      DeploySucceeded)
+    seen: list[tuple[float, int, str]] = []
+    marks: dict[str, float] = {}
+    first_after_switch: list[str] = []
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    r = await aget(http, running.port, app)
+                except httpx.TransportError:
+                    # Caddy drops a connection now and then while it reloads: retry once, as
+                    # browsers do (see bench/README.md for the measured rate).
+                    r = await aget(http, running.port, app)
+                seen.append((time.monotonic(), r.status_code, r.text))
+                await asyncio.sleep(0.02)
+
+    async def on_event(event: AnyEvent) -> None:
+        marks.setdefault(event.type, time.monotonic())
+        if event.type == "dockyard.traffic.switched":
+            async with httpx.AsyncClient(timeout=5) as http:
+                first_after_switch.append((await aget(http, running.port, app)).text)
+
+    poller = asyncio.create_task(poll())
+    src = make_app(tmp_path / "v2", running.runtime, "v2", postdeploy="sleep 3")
+    end = await running.client.deploy(app, src, Followers(on_event=on_event), timeout=240)
+    stop.set()
+    await poller
+    assert isinstance(end, DeploySucceeded), end
+    assert first_after_switch == ["app v2\n"]
+    gate_open = marks["dockyard.hook.succeeded"]
+    during = [s for s in seen if marks["dockyard.hook.started"] <= s[0] < gate_open]
+    assert len(during) > 20, "the poller should have run through the 3 s postdeploy"
+    assert {(code, text) for _, code, text in seen if _ < gate_open} == {(200, "app v1\n")}
+    assert all(code == 200 for _, code, _ in seen)
+
+
+async def test_router_decides_switches_on_hook_succeeded_alone(running: Running) -> None:
+    js = running.client.stores.js
+    filters = set()
+    for info in await js.consumers_info(subjects.STREAM_EVENTS):
+        if info.config.durable_name and info.config.durable_name.startswith("router"):
+            filters.add(info.config.filter_subject)
+    assert subjects.events_of("hook", "succeeded") in filters
+    # The others only mark a first deploy's host 503 and clear it; none can switch traffic.
+    assert filters <= {subjects.events_of("hook", "succeeded"),
+                       subjects.events_of("deploy", "queued"),
+                       subjects.events_of("deploy", "failed")}
+
+
+async def test_garbage_goes_to_the_dead_letters_and_the_next_deploy_works(
+        running: Running, tmp_path: Path) -> None:
+    nc = await nats.connect(running.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        dead = await js.subscribe(subjects.dlq("builder"), ordered_consumer=True)
+        await js.publish(subjects.CMD_DEPLOY, b"{this is not json")
+        letter = json.loads((await dead.next_msg(timeout=20)).data)
+        assert letter["reason"].startswith("undecodable")
+        assert letter["payload"] == "{this is not json"
+        await dead.unsubscribe()
+    finally:
+        await nc.close()
+    app = running.app_name("after-garbage")
+    end = await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1"))
+    assert isinstance(end, DeploySucceeded), end
+
+
+async def test_plain_nats_py_drives_a_deploy_and_sees_valid_events(
+        running: Running, tmp_path: Path) -> None:
+    """No Dockyard code on this side: only the documented subjects, names and JSON."""
+    app = running.app_name("plain")
+    deployment = "plain0000000000000000000000000001" + app.replace("-", "")[:8]
+    src = make_app(tmp_path / "v1", running.runtime, "v1", postdeploy="echo hello from postdeploy")
+    nc = await nats.connect(running.settings.nats_url)
+    received: list[dict] = []  # type: ignore[type-arg]
+    try:
+        js = nc.jetstream()
+        sub = await nc.subscribe(f"dockyard.evt.{app}.>")
+        store = await js.object_store("dockyard_sources")
+        await store.put(f"{app}/{deployment}.tar.gz", targz(src))
+        request = {"type": "dockyard.cmd.deploy", "deployment_id": deployment, "app": app,
+                   "source_object": f"{app}/{deployment}.tar.gz"}
+        await js.publish("dockyard.cmd.deploy", json.dumps(request).encode())
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            msg = await sub.next_msg(timeout=deadline - time.monotonic())
+            event = json.loads(msg.data)
+            if event["deployment_id"] != deployment:
+                continue
+            received.append(event)
+            if event["type"] in ("dockyard.deploy.succeeded", "dockyard.deploy.failed"):
+                break
+    finally:
+        await nc.close()
+    types = [e["type"] for e in received]
+    assert types[-1] == "dockyard.deploy.succeeded", types
+    for expected in ("dockyard.deploy.queued", "dockyard.build.started", "dockyard.build.succeeded",
+                     "dockyard.release.succeeded", "dockyard.start.succeeded",
+                     "dockyard.hook.started", "dockyard.command.finished",
+                     "dockyard.hook.succeeded", "dockyard.traffic.switched",
+                     "dockyard.afterswitch.succeeded"):
+        assert expected in types
+    for event in received:
+        schema = json.loads((SCHEMAS / f"{event['type']}.json").read_text())
+        jsonschema.validate(event, schema)
+        assert event["subject"] == app and event["specversion"] == "1.0"
+    assert get(running.port, app).text == "app v1\n"
