@@ -48,6 +48,7 @@ class Settings:
     domain: str = "localhost"
     kill_grace: float = 10.0
     drain: float | None = None
+    ack_wait: float = 30.0
     webhook_url: str = ""
     webhook_secret: str = ""
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
@@ -70,6 +71,7 @@ class Settings:
             domain=env.get("DOCKYARD_DOMAIN") or "localhost",
             kill_grace=_float(env, "DOCKYARD_KILL_GRACE", 10.0) or 10.0,
             drain=_float(env, "DOCKYARD_DRAIN", None),
+            ack_wait=_float(env, "DOCKYARD_ACK_WAIT", 30.0) or 30.0,
             webhook_url=env.get("DOCKYARD_WEBHOOK_URL", ""),
             webhook_secret=env.get("DOCKYARD_WEBHOOK_SECRET", ""),
         )

@@ -78,7 +78,8 @@ class Builder:
             return
         await queue.change(self.stores.state, cmd.app,
                            lambda q: queue.remove(q, cmd.deployment_id))
-        async with working(msg), lock.hold(self.stores.locks, cmd.app, cmd.deployment_id):
+        async with (working(msg, self.ctx.settings.ack_wait / 3),
+                    lock.hold(self.stores.locks, cmd.app, cmd.deployment_id)):
             await self._build(cmd)
 
     async def on_cancel(self, cmd: CancelRequested) -> None:

@@ -121,11 +121,17 @@ async def _send_dead_letter(context: Any, service: str, msg: StreamMessage[Any],
     log.warning("dead-lettered", service=service, subject=letter.subject, reason=reason)
 
 
-def make_broker(url: str, service: str) -> NatsBroker:
+class DockyardBroker(NatsBroker):
+    """A NatsBroker that knows how long its consumers wait for an ack before redelivering."""
+
+    ack_wait: float = ACK_WAIT
+
+
+def make_broker(url: str, service: str, ack_wait: float = ACK_WAIT) -> NatsBroker:
     """A broker whose handlers take msgspec structs and whose bad messages go to the DLQ."""
     quiet = logging.getLogger(f"dockyard.faststream.{service}")
     quiet.setLevel(logging.WARNING)
-    return NatsBroker(
+    broker = DockyardBroker(
         url,
         logger=quiet,
         serializer=MsgSpecSerializer(),
@@ -134,6 +140,8 @@ def make_broker(url: str, service: str) -> NatsBroker:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
     )
+    broker.ack_wait = ack_wait
+    return broker
 
 
 def durable_subscriber(
@@ -142,14 +150,16 @@ def durable_subscriber(
     durable: str,
     stream: str,
     *,
-    ack_wait: float = ACK_WAIT,
+    ack_wait: float | None = None,
     new_only: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], LogicSubscriber[Any]]:
     """A durable pull consumer with explicit ack, shared by every instance of a service."""
+    # A crashed instance's unacked message goes to another after ack_wait (in-progress acks
+    # keep a long hook's message from being redelivered while it runs).
     config = ConsumerConfig(
         durable_name=durable,
         ack_policy=JsAckPolicy.EXPLICIT,
-        ack_wait=ack_wait,
+        ack_wait=ack_wait or getattr(broker, "ack_wait", ACK_WAIT),
         max_deliver=-1,
         filter_subject=subject,
         deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,

@@ -76,7 +76,7 @@ async def start_service(name: str, settings: Settings) -> RunningService:
         raise UnknownServiceError(f"unknown service {name!r}: choose one of {', '.join(SERVICES)}")
     url = settings.bus_url()
     stores = await connect_stores(url, name=f"dockyard-{name}")
-    broker = make_broker(url, name)
+    broker = make_broker(url, name, ack_wait=settings.ack_wait)
     ctx = ServiceContext(name=name, settings=settings, broker=broker, stores=stores,
                          log=structlog.get_logger().bind(service=name))
     module = importlib.import_module(_MODULES[name])

@@ -52,7 +52,7 @@ class HookRunner:
         if previous is not None:
             await publish(self.ctx.broker, previous)
             return
-        async with working(msg):
+        async with working(msg, self.ctx.settings.ack_wait / 3):
             outcome = await body()
         await runs.finish(self.stores.runs, event.deployment_id, step, outcome)
 

@@ -484,6 +484,12 @@ class ProcessRuntime:
         artifact = Path(spec.artifact)
         if not artifact.is_dir():
             raise StartError(f"artifact {spec.artifact} does not exist")
+        for rec in self._records(spec.app):
+            # A restarted scheduler asking again for the same slot re-attaches, never doubles it.
+            if (rec.deployment_id, rec.process, rec.index) == (
+                    spec.deployment_id, spec.process, spec.index) and record_alive(rec):
+                logger.info("instance re-attached", app=spec.app, instance=rec.id)
+                return rec.ref()
         id_ = instance_id(spec.app, spec.release, spec.process, spec.index, secrets.token_hex(3))
         taken = self._ports_taken()
         port = next(p for p in iter(free_port, None) if p not in taken)

@@ -58,7 +58,7 @@ class Scheduler:
         if previous is not None:
             await publish(self.ctx.broker, previous)
             return
-        async with working(msg):
+        async with working(msg, self.ctx.settings.ack_wait / 3):
             outcome = await body()
         await runs.finish(self.stores.runs, event.deployment_id, step, outcome)
 
@@ -79,8 +79,8 @@ class Scheduler:
             await deploy_log.system(heading("start"))
             runtime = await self.runtimes.get(spec.runtime)
             async with lock.hold(self.stores.locks, event.subject, event.deployment_id):
-                # A crashed earlier attempt may have left some: start from a clean slate.
-                await self._remove(runtime, event.subject, event.release)
+                # A crashed earlier attempt may have left instances: the runtime re-attaches to
+                # them by deployment, process and index instead of starting them again.
                 try:
                     instances = await self._start_all(runtime, event, spec, deploy_log)
                 except Exception as exc:

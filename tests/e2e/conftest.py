@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.bus.embedded import free_port
+from dockyard.bus.service import SERVICES
 from dockyard.client import DockyardClient
 from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
@@ -46,7 +47,8 @@ class Running:
             await runtimes.close()
 
 
-async def start_running(tmp: Path, runtime: str, **overrides: object) -> Running:
+async def start_running(tmp: Path, runtime: str, services: tuple[str, ...] = SERVICES,
+                        **overrides: object) -> Running:
     """Start a stack with short drain and kill grace, on a free HTTP port."""
     if runtime == "docker":
         require_docker()
@@ -54,7 +56,7 @@ async def start_running(tmp: Path, runtime: str, **overrides: object) -> Running
     port = free_port()
     settings = Settings.from_env(env={}, data_dir=tmp / "data", http_port=port, runtime=runtime,
                                  drain=0.5, kill_grace=2.0, **overrides)
-    stack = await start_stack(settings)
+    stack = await start_stack(settings, services)
     client = await DockyardClient.connect(stack.settings)
     return Running(stack=stack, client=client, settings=stack.settings, runtime=runtime,
                    port=port)
