@@ -18,7 +18,7 @@ from dockyard.schemas.events import (
 )
 from dockyard.schemas.state import LiveRelease, Pending
 
-SOURCE = "router"
+SOURCE = "dockyard/router"
 WEB = "web"
 
 

@@ -88,7 +88,7 @@ async def test_queued_switch_and_redelivery(caddy: CaddyProcess, stores: Stores,
     (first,) = switched
     assert isinstance(first, TrafficSwitched)
     assert (first.id, first.previous_release, first.source) == (
-        event_id(f"{app}-d1", "dockyard.traffic.switched"), None, "router")
+        event_id(f"{app}-d1", "dockyard.traffic.switched"), None, "dockyard/router")
 
     # A second deploy names the release it replaced.
     up2 = await upstreams("v2")

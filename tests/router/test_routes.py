@@ -125,14 +125,14 @@ def test_switched_event_is_deterministic() -> None:
     assert first == again
     assert first.id == event_id("d2", "dockyard.traffic.switched")
     assert (first.source, first.app, first.release, first.previous_release, first.instances) == (
-        "router", "shop", 2, 1, [WEB2])
+        "dockyard/router", "shop", 2, 1, [WEB2])
     assert first.nats_subject() == "dockyard.evt.shop.traffic.switched"
 
 
 def test_switch_failed_event() -> None:
     event = switch_failed_event(hook_succeeded("shop", "d2", 2, [WEB]), "caddy down")
     assert (event.status, event.reason, event.deployment_id, event.source) == (
-        "switch-error", "caddy down", "d2", "router")
+        "switch-error", "caddy down", "d2", "dockyard/router")
     assert event.id == event_id("d2", "dockyard.traffic.failed")
 
 

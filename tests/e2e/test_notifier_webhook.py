@@ -1,0 +1,76 @@
+"""The notifier's webhook receives a deploy's events, signed (a real local receiver)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dockyard.client import Followers
+from dockyard.notifier.signing import verify
+from dockyard.schemas.events import DeploySucceeded
+from tests.e2e.apps import make_app
+from tests.e2e.conftest import start_running, stop_running
+
+SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cw=="
+
+
+class Receiver:
+    """An HTTP server on loopback that keeps every signed body it gets."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []  # type: ignore[type-arg]
+        self.bad: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    verify(SECRET, dict(self.headers.items()), body)
+                    outer.bodies.append(json.loads(body))
+                except Exception as exc:
+                    outer.bad.append(str(exc))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+async def test_the_webhook_receives_the_deploys_events(receiver: Receiver, tmp_path: Path) -> None:
+    running = await start_running(tmp_path, "process", webhook_url=receiver.url,
+                                  webhook_secret=SECRET)
+    try:
+        app = running.app_name("hooked")
+        end = await running.client.deploy(app, make_app(tmp_path / "v1", "process", "v1"),
+                                          Followers(), timeout=120)
+        assert isinstance(end, DeploySucceeded)
+        import asyncio
+
+        for _ in range(100):
+            types = {b["type"] for b in receiver.bodies if b["deployment_id"] == end.deployment_id}
+            if "dockyard.deploy.succeeded" in types:
+                break
+            await asyncio.sleep(0.1)
+        assert {"dockyard.deploy.queued", "dockyard.traffic.switched",
+                "dockyard.deploy.succeeded"} <= types
+        assert receiver.bad == []
+    finally:
+        await stop_running(running)
