@@ -1,0 +1,23 @@
+"""README opens with the two commands, and CI runs exactly the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def commands() -> list[str]:
+    return re.findall(r"```sh\n(.+?)\n```", (ROOT / "README.md").read_text())[:2]
+
+
+def test_readme_opens_with_demo_and_tests() -> None:
+    demo, tests = commands()
+    assert demo.endswith("dockyard demo")
+    assert tests.endswith(".venv/bin/pytest")
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines[-1] == commands()[1]
