@@ -36,3 +36,30 @@ async def stores(nats_server: EmbeddedNats) -> AsyncIterator[Stores]:
     s = await connect_stores(nats_server.url, name="dockyard-test")
     yield s
     await s.close()
+
+
+def _docker(*args: str) -> list[str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_outlives_the_suite() -> Iterator[None]:
+    """After the whole suite, `docker ps -a` shows no container the tests created."""
+    before = set(_docker("ps", "-aq", "--no-trunc", "--filter", "label=dockyard.app"))
+    images_before = set(_docker("images", "-q", "--no-trunc", "--filter", "label=dockyard.app"))
+    yield
+    left = set(_docker("ps", "-aq", "--no-trunc", "--filter", "label=dockyard.app")) - before
+    if left:
+        _docker("rm", "-f", *left)  # leave the machine clean, then report it
+    # Images the deploys built are not containers, but they pile up: remove ours.
+    images = set(_docker("images", "-q", "--no-trunc", "--filter", "label=dockyard.app"))
+    if images - images_before:
+        _docker("rmi", "-f", *(images - images_before))
+    assert not left, f"containers the tests created outlived the suite: {sorted(left)}"

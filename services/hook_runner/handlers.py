@@ -90,7 +90,9 @@ class HookRunner:
                     result = await run_phase(run, "release", spec.plan.release)
             await deploy_log.flush()
             if not result.ok:
-                return await self._failed(ReleaseFailed, event, spec, result, phase,
+                # The spec names predeploy's committed artifact, so cleanup can remove it too.
+                return await self._failed(ReleaseFailed, event,
+                                          _with_artifact(spec, result.artifact), result, phase,
                                           "release-error")
             new_spec = _with_artifact(spec, result.artifact)
             return await self.emitter.forward(ReleaseSucceeded, event, spec=new_spec)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dockyard.runtime.base import InstanceSpec
-from dockyard.schemas.events import InstanceRef
+from dockyard.schemas.events import DeploySpec, InstanceRef
 from dockyard.schemas.plan import Plan
+from dockyard.schemas.state import LiveRelease
 
 
 def wanted(plan: Plan, *, app: str, deployment_id: str, release: int, artifact: str,
@@ -32,3 +33,10 @@ def of_release(instances: list[InstanceRef], release: int) -> list[InstanceRef]:
 def drain_time(plan_drain: float, override: float | None) -> float:
     """How long old instances keep draining after the switch (an operator override wins)."""
     return plan_drain if override is None else override
+
+
+def disposable_artifacts(failed: DeploySpec, live: LiveRelease | None) -> list[str]:
+    """Artifacts a failed deploy made that the live release does not use (safe to delete)."""
+    keep = {live.spec.artifact, live.spec.build_artifact} if live else set()
+    made = [failed.artifact, failed.build_artifact]
+    return [a for a in dict.fromkeys(made) if a and a not in keep]

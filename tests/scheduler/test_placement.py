@@ -1,0 +1,40 @@
+"""Placement decisions, as plain values."""
+
+from __future__ import annotations
+
+from dockyard.scheduler.placement import disposable_artifacts, drain_time, old, wanted
+from dockyard.schemas.events import DeploySpec, InstanceRef
+from dockyard.schemas.plan import Plan, ProcessType
+from dockyard.schemas.state import LiveRelease
+
+
+def spec(artifact: str, build: str) -> DeploySpec:
+    return DeploySpec(runtime="docker", build_id="b", artifact=artifact, plan=Plan(),
+                      build_artifact=build)
+
+
+def test_web_first_and_every_instance_of_every_type() -> None:
+    plan = Plan(processes=[ProcessType(name="worker", command="w", scale=2),
+                           ProcessType(name="web", command="s", scale=1)])
+    env = {k: {} for k in ("web-1", "worker-1", "worker-2")}
+    specs = wanted(plan, app="a", deployment_id="d", release=2, artifact="x", env_for=env)
+    assert [(s.process, s.index) for s in specs] == [("web", 1), ("worker", 1), ("worker", 2)]
+
+
+def test_old_instances_are_the_other_releases() -> None:
+    refs = [InstanceRef(id="1", process="web", release=1), InstanceRef(id="2", process="web", release=2)]
+    assert [r.id for r in old(refs, 2)] == ["1"]
+
+
+def test_drain_override_wins() -> None:
+    assert drain_time(30.0, None) == 30.0
+    assert drain_time(30.0, 0.5) == 0.5
+
+
+def test_a_failed_deploy_never_deletes_what_the_live_release_uses() -> None:
+    live = LiveRelease(app="a", release=1, deployment_id="d1", spec=spec("img-live", "img-build"),
+                       instances=[])
+    # A config release shares the live build: only its own predeploy image goes.
+    assert disposable_artifacts(spec("img-new", "img-build"), live) == ["img-new"]
+    assert disposable_artifacts(spec("img-x", "img-y"), None) == ["img-x", "img-y"]
+    assert disposable_artifacts(spec("img-live", "img-build"), live) == []
