@@ -12,9 +12,11 @@ from dockyard.bus.logs import DeployLog
 from dockyard.bus.service import ServiceContext
 from dockyard.pipeline import cancel, config, lock, runs
 from dockyard.pipeline.emit import Emitter
+from dockyard.pipeline.live import live_release
 from dockyard.pipeline.phases import PhaseResult, PhaseRun, run_phase
 from dockyard.pipeline.progress import working
 from dockyard.runtime.select import Runtimes
+from dockyard.scheduler.placement import disposable_artifacts
 from dockyard.schemas.events import (
     AfterSwitchFailed,
     AfterSwitchSucceeded,
@@ -154,6 +156,8 @@ class HookRunner:
                     await deploy_log.system(f"on-failure: {result.reason('on-failure')}")
             elif spec is None:
                 await deploy_log.system("no build to run on-failure commands from")
+            if spec is not None:
+                await self._dispose(event, spec)
             await deploy_log.system(f"deploy failed: {event.status}: {event.reason}")
             await deploy_log.flush()
             ended = await self.emitter.forward(
@@ -165,6 +169,17 @@ class HookRunner:
             return ended
 
         await self._once(event, "on-failure-phase", msg, body)
+
+    async def _dispose(self, event: DeployAborted, spec: DeploySpec) -> None:
+        """Remove the artifacts the failed deploy made, once on-failure ran from them."""
+        live = await live_release(self.stores.state, event.subject)
+        runtime = await self.runtimes.get(spec.runtime)
+        for artifact in disposable_artifacts(spec, live):
+            try:
+                await runtime.remove_artifact(artifact)
+            except Exception:  # a leftover artifact must not keep the deploy from ending
+                log.warning("artifact not removed", app=event.subject, artifact=artifact,
+                            deployment_id=event.deployment_id, exc_info=True)
 
     async def _failed(self, cls: type[Event], event: Event, spec: DeploySpec,
                       result: PhaseResult, phase: str, status: str) -> Event:

@@ -15,6 +15,8 @@ log = structlog.get_logger(__name__)
 # A probe that hangs (a server that accepts and never answers) must not eat the whole timeout
 # in one attempt, or a server that becomes ready later would be missed.
 MAX_ATTEMPT = 5.0
+# How long an accepted TCP connection must stay open to count (see held_open).
+TCP_SETTLE = 0.2
 
 
 class HealthError(StartError):
@@ -58,6 +60,17 @@ def describe(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
 
 
+async def held_open(reader: asyncio.StreamReader, settle: float = TCP_SETTLE) -> str | None:
+    """None when an accepted connection stays open for `settle` seconds (or the server speaks)."""
+    # A port forwarder (Docker's docker-proxy on a published port) accepts every connection
+    # even when nothing listens behind it, then closes it at once: that is not healthy.
+    try:
+        data = await asyncio.wait_for(reader.read(1), settle)
+    except TimeoutError:
+        return None
+    return None if data else "the connection was closed at once (nothing listens behind the port)"
+
+
 async def probe(host: str, port: int, path: str | None) -> str | None:
     """One check: None when healthy, else the reason it is not."""
     try:
@@ -66,7 +79,7 @@ async def probe(host: str, port: int, path: str | None) -> str | None:
         return f"TCP connect failed ({describe(exc)})"
     try:
         if path is None:
-            return None
+            return await held_open(reader)
         writer.write(http_request(host, port, path))
         await writer.drain()
         line = await reader.readline()
@@ -74,7 +87,8 @@ async def probe(host: str, port: int, path: str | None) -> str | None:
             return "the connection closed without an answer"
         return probe_failure(parse_status(line))
     except OSError as exc:
-        return f"HTTP GET {path} failed ({describe(exc)})"
+        what = f"HTTP GET {path}" if path is not None else "TCP connection"
+        return f"{what} failed ({describe(exc)})"
     finally:
         writer.close()
         try:

@@ -14,7 +14,6 @@ from dockyard.bus.service import ServiceContext
 from dockyard.pipeline import cancel, config, lock, runs
 from dockyard.pipeline.emit import Emitter
 from dockyard.pipeline.env import instance_env
-from dockyard.pipeline.live import live_release
 from dockyard.pipeline.progress import working
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.health import wait_healthy
@@ -144,9 +143,7 @@ class Scheduler:
                     deploy_log = self._log(event)
                     await deploy_log.system(f"removed new instances: {', '.join(removed)}")
                     await deploy_log.flush()
-                live = await live_release(self.stores.state, event.subject)
-                for artifact in placement.disposable_artifacts(event.spec, live):
-                    await runtime.remove_artifact(artifact)
+                # Its artifacts stay until on-failure ran from them (the hook-runner removes them).
             return await self.emitter.forward(
                 DeployAborted, event, status=event.status, reason=event.reason,
                 exit_code=event.exit_code, tail=event.tail, command=event.command,

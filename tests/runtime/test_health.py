@@ -133,3 +133,19 @@ async def test_health_fails_early_when_the_instance_dies() -> None:
     assert "exited before it became healthy" in str(err.value)
     assert "TCP connect failed" in str(err.value)
     assert proc.returncode == 0
+
+
+async def test_tcp_health_fails_when_the_port_accepts_and_closes_at_once() -> None:
+    """What docker-proxy does on a published port when nothing listens in the container."""
+    async def slam(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(slam, HOST, 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        with pytest.raises(HealthError) as err:
+            await wait_healthy(HOST, port, Health(timeout=1, interval=0.1))
+        assert "closed at once" in str(err.value)
+    finally:
+        server.close()
+        await server.wait_closed()
