@@ -95,6 +95,13 @@ class Settings:
             )
         return url
 
+    def app_url(self, app: str) -> str:
+        """Where an app answers: as `dockyard up` recorded it in the data dir, else from settings."""
+        recorded = self.data_dir / "apps.url"
+        if recorded.exists():
+            return recorded.read_text().strip().replace("{app}", app)
+        return f"http://{app}.{self.domain}:{self.http_port}/"
+
     @property
     def sqlite_url(self) -> str:
         """The default store: SQLite under the data dir."""

@@ -65,6 +65,9 @@ async def start_stack(settings: Settings, services: tuple[str, ...] = SERVICES) 
         write_url(settings.data_dir, nats.url)
         settings = replace(settings, nats_url=nats.url)
     stack = Stack(settings=settings, nats=nats)
+    # Where apps answer, for commands run later from the same data dir (the port may be a flag).
+    (settings.data_dir / "apps.url").write_text(
+        f"http://{{app}}.{settings.domain}:{settings.http_port}/\n")
     try:
         for name in services:
             stack.services.append(await start_service(name, settings))
