@@ -13,6 +13,7 @@ import click
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dockyard.bus.service import SERVICES, UnknownServiceError, start_service
@@ -54,7 +55,7 @@ STATUS_STYLE = {"succeeded": "green", "cancelled": "yellow"}
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error and exit."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -99,6 +100,16 @@ async def _serve_forever(stop: Callable[[], Awaitable[None]]) -> None:
     await stop()
 
 
+async def _runtime_said(asked: str) -> str:
+    from dockyard.runtime.select import resolve
+
+    chosen = await resolve(asked)
+    if asked != "auto":
+        return chosen
+    why = "a Docker engine answers" if chosen == "docker" else "no Docker engine answers"
+    return f"{chosen} (auto: {why})"
+
+
 @app.command()
 def up(
     data_dir: DataDir = None,
@@ -118,7 +129,8 @@ def up(
             fail(str(exc))
         out.print(f"[bold]Dockyard is up[/bold] (data dir {settings.data_dir})")
         out.print(f"  bus:  {stack.settings.nats_url}")
-        out.print(f"  apps: http://<app>.{settings.domain}:{settings.http_port}/")
+        out.print(f"  runtime: {await _runtime_said(settings.runtime)}")
+        out.print(f"  apps: {settings.app_url('<app>')}")
         api_url = settings.data_dir / "api.url"
         if api_url.exists():
             out.print(f"  api:  {api_url.read_text().strip()}")
@@ -177,11 +189,10 @@ async def _follow_and_report(client: DockyardClient, app: str,
     settings = client.settings
     if isinstance(end, DeploySucceeded):
         out.print(f"[green]succeeded[/green]: {app} v{end.release} is live at "
-                  f"http://{app}.{settings.domain}:{settings.http_port}/  "
-                  f"(deployment {end.deployment_id})")
+                  f"{settings.app_url(app)}  (deployment {end.deployment_id})")
         return 0
     code = f", exit code {end.exit_code}" if end.exit_code is not None else ""
-    out.print(f"[red]{end.status}[/red]: {end.reason}{code}  (deployment {end.deployment_id})")
+    out.print(f"[red]{end.status}[/red]: {escape(end.reason)}{code}  (deployment {end.deployment_id})")
     return 1
 
 
@@ -285,8 +296,8 @@ def status(app_name: Annotated[str, typer.Argument(metavar="APP")], data_dir: Da
     if latest:
         st = latest.get("status", "?")
         out.print(f"latest deployment {latest.get('id')}: [{STATUS_STYLE.get(st, 'red' if 'error' in st else 'white')}]{st}[/]"
-                  + (f" — {latest['reason']}" if latest.get("reason") else ""))
-    out.print(f"url: http://{check}.{settings.domain}:{settings.http_port}/")
+                  + (f" — {escape(latest['reason'])}" if latest.get("reason") else ""))
+    out.print(f"url: {settings.app_url(check)}")
 
 
 @app.command()
@@ -299,7 +310,7 @@ def deployments(app_name: Annotated[str, typer.Argument(metavar="APP")],
     table = Table("deployment", "release", "status", "reason", "created")
     for d in rows if isinstance(rows, list) else rows.get("deployments", []):
         table.add_row(d.get("id", ""), f"v{d.get('release')}", d.get("status", ""),
-                      (d.get("reason") or "")[:60], str(d.get("created_at", ""))[:19])
+                      escape((d.get("reason") or "")[:60]), str(d.get("created_at", ""))[:19])
     out.print(table)
 
 
@@ -427,12 +438,13 @@ def hooks_show(app_name: Annotated[str, typer.Argument(metavar="APP")],
     table = Table("phase", "#", "label", "command", "timeout", "source")
     for phase in PHASE_ORDER:
         for i, cmd in enumerate(plan.commands(phase), start=1):
-            table.add_row(phase, str(i), cmd.label, cmd.command, f"{cmd.timeout:g}s", cmd.source)
+            table.add_row(phase, str(i), escape(cmd.label), escape(cmd.command), f"{cmd.timeout:g}s",
+                          escape(cmd.source))
     out.print(table)
     if plan.processes:
         out.print("processes: " + ", ".join(f"{p.name}×{p.scale}" for p in plan.processes))
     for note in plan.notes:
-        out.print(f"note: {note}", style="dim")
+        out.print(f"note: {note}", style="dim", markup=False)
 
 
 @hooks_app.command("add")
@@ -458,7 +470,7 @@ def hooks_add(
         hooks = run(with_client(settings, lambda c: c.add_hook(check, hook)))
     except (ValueError, PlanError) as exc:
         fail(str(exc))
-    out.print(f"added {phase} hook '{label}' to {check} ({len(hooks.hooks)} operator hook(s))")
+    out.print(f"added {phase} hook '{escape(label)}' to {check} ({len(hooks.hooks)} operator hook(s))")
 
 
 @hooks_app.command("rm")
@@ -477,7 +489,7 @@ def hooks_rm(
         run(with_client(settings, lambda c: c.remove_hook(check, phase, label)))
     except PlanError as exc:
         fail(str(exc))
-    out.print(f"removed {phase} hook '{label}' from {check}")
+    out.print(f"removed {phase} hook '{escape(label)}' from {check}")
 
 
 def main() -> None:
