@@ -1,0 +1,475 @@
+"""infra/nats: a real nats-server with server.conf and accounts.conf, each service as its own user."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
+from nats.js.errors import KeyNotFoundError
+
+from dockyard.bus.embedded import free_port
+from dockyard.bus.service import SERVICES, RunningService, start_service
+from dockyard.client import DockyardClient, Followers
+from dockyard.schemas import subjects
+from dockyard.schemas.events import DeployFailed, DeploySucceeded
+from dockyard.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+NATS_DIR = REPO / "infra" / "nats"
+SERVER_CONF = NATS_DIR / "server.conf"
+CLUSTER_CONFS = sorted((NATS_DIR / "cluster").glob("*.conf"))
+NATS_SERVER = Path(sys.executable).parent / "nats-server"
+USERS = (*SERVICES, "cli", "watcher")
+VIOLATION = "Violation"
+STORE_LINE = 'store_dir: "/data/jetstream"'
+
+
+def password_var(user: str) -> str:
+    """The environment variable accounts.conf reads a user's password from."""
+    return f"NATS_{user.upper().replace('-', '_')}_PASSWORD"
+
+
+# nats-server parses an environment value like a config token: a letter first keeps it a string.
+PASSWORDS = {user: "pw" + secrets.token_hex(12) for user in USERS}
+
+
+def server_env(passwords: dict[str, str] = PASSWORDS) -> dict[str, str]:
+    """The environment the server needs: every user's password, nothing else of ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
+    env.update({password_var(user): pw for user, pw in passwords.items()})
+    return env
+
+
+@dataclass
+class Server:
+    """A running nats-server started from one of infra/nats's config files."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    monitor: int
+    log: Path
+
+    def url(self, user: str, password: str | None = None) -> str:
+        """nats:// URL with a user's credentials."""
+        return f"nats://{user}:{password or PASSWORDS[user]}@127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        """What the server logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """Stop it and wait."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def stage(conf: Path, workdir: Path) -> Path:
+    """A copy of infra/nats under workdir whose conf keeps its store under workdir too.
+
+    nats-server refuses -sd when the file sets store_dir, so the one line is rewritten."""
+    copy = workdir / "conf"
+    shutil.copytree(NATS_DIR, copy, dirs_exist_ok=True)
+    staged = copy / conf.relative_to(NATS_DIR)
+    text = staged.read_text()
+    assert text.count(STORE_LINE) == 1, f"{conf} should set {STORE_LINE} once"
+    staged.write_text(text.replace(STORE_LINE, f'store_dir: "{workdir / "jetstream"}"'))
+    return staged
+
+
+def start_server(conf: Path, workdir: Path, *extra: str) -> Server:
+    """nats-server -c conf on free loopback ports (flags win) with its store under workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, monitor = free_port(), free_port()
+    log = workdir / "nats.log"
+    staged = stage(conf, workdir)
+    process = subprocess.Popen(
+        [str(NATS_SERVER), "-c", str(staged), "-a", "127.0.0.1", "-p", str(port),
+         "-m", str(monitor), "-l", str(log), *extra],
+        env=server_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    server = Server(process=process, port=port, monitor=monitor, log=log)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = process.stderr.read().decode() if process.stderr else ""
+            pytest.fail(f"nats-server exited {process.returncode}: {err}{server.log_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{monitor}/varz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"nats-server did not answer:\n{server.log_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The single server of compose.yaml, from infra/nats/server.conf."""
+    s = start_server(SERVER_CONF, tmp_path_factory.mktemp("nats"))
+    yield s
+    s.stop()
+
+
+@dataclass
+class Conn:
+    """A connection as one user, recording the permission errors the server sends back."""
+
+    nc: Client
+    errors: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+async def connect(url: str) -> Conn:
+    """Connect, collecting async errors instead of logging them."""
+    conn = Conn(nc=None)  # type: ignore[arg-type]
+
+    async def on_error(exc: Exception) -> None:
+        conn.errors.append(str(exc))
+
+    conn.nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False,
+                                 connect_timeout=5)
+    return conn
+
+
+async def ensure_topology_as(server: Server, user: str = "cli") -> None:
+    from dockyard.bus.topology import ensure_topology
+
+    conn = await connect(server.url(user))
+    try:
+        await ensure_topology(conn.nc.jetstream())
+    finally:
+        await conn.close()
+
+
+async def can_js_publish(server: Server, user: str, subject: str) -> tuple[bool, list[str]]:
+    """Publish to JetStream as user: True when the stream acknowledged it."""
+    conn = await connect(server.url(user))
+    try:
+        try:
+            await conn.nc.jetstream().publish(subject, b"{}", timeout=1.5)
+            ok = True
+        except nats.errors.TimeoutError:
+            ok = False
+        await conn.nc.flush()
+        return ok, conn.errors
+    finally:
+        await conn.close()
+
+
+# ------------------------------------------------------------------ static validity
+
+
+def test_every_config_file_is_valid() -> None:
+    """`nats-server -t` accepts server.conf and each cluster node's config."""
+    assert len(CLUSTER_CONFS) == 3, CLUSTER_CONFS
+    for conf in (SERVER_CONF, *CLUSTER_CONFS):
+        proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(conf)], env=server_env(),
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert proc.returncode == 0, f"{conf}: {proc.stdout}{proc.stderr}"
+        assert "is valid" in proc.stdout + proc.stderr
+
+
+def test_a_missing_password_refuses_to_start() -> None:
+    """No user falls back to a default password: the server names the missing variable."""
+    env = {k: v for k, v in server_env().items() if k != password_var("notifier")}
+    proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(SERVER_CONF)], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode != 0
+    assert password_var("notifier") in proc.stdout + proc.stderr
+
+
+def test_every_service_has_a_user_and_nothing_else_connects(server: Server) -> None:
+    """accounts.conf has exactly one user per service plus cli and watcher."""
+    text = (NATS_DIR / "accounts.conf").read_text()
+    for user in USERS:
+        assert f"user: {user}," in text, user
+
+    async def check() -> None:
+        for url in (f"nats://127.0.0.1:{server.port}", server.url("builder", "wrong")):
+            with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
+                await nats.connect(url, allow_reconnect=False, connect_timeout=3,
+                                   max_reconnect_attempts=0)
+
+    asyncio.run(check())
+
+
+# ------------------------------------------------------------------ who may publish what
+
+PUBLISH_CASES = [
+    # (user, subject, allowed)
+    ("notifier", subjects.CMD_DEPLOY, False),
+    ("notifier", subjects.event("shop", "build", "succeeded"), False),
+    ("notifier", subjects.event("shop", "notification", "delivered"), True),
+    ("builder", subjects.event("shop", "build", "succeeded"), True),
+    ("builder", subjects.event("shop", "deploy", "queued"), True),
+    ("builder", subjects.event("shop", "hook", "succeeded"), False),
+    ("builder", subjects.CMD_DEPLOY, False),
+    ("hook-runner", subjects.event("shop", "hook", "succeeded"), True),
+    ("hook-runner", subjects.event("shop", "traffic", "switched"), False),
+    ("scheduler", subjects.event("shop", "start", "succeeded"), True),
+    ("scheduler", subjects.event("shop", "hook", "succeeded"), False),
+    ("router", subjects.event("shop", "traffic", "switched"), True),
+    ("router", subjects.event("shop", "build", "succeeded"), False),
+    ("api", subjects.event("shop", "deploy", "succeeded"), False),
+    ("api", subjects.dlq("api"), True),
+    ("api", subjects.dlq("builder"), False),
+    ("cli", subjects.CMD_DEPLOY, True),
+    ("cli", subjects.CMD_CANCEL, True),
+    ("cli", subjects.event("shop", "deploy", "succeeded"), False),
+    ("watcher", subjects.CMD_DEPLOY, False),
+    ("watcher", subjects.event("shop", "deploy", "succeeded"), False),
+]
+
+
+@pytest.mark.parametrize(("user", "subject", "allowed"), PUBLISH_CASES,
+                         ids=[f"{u}-{s}" for u, s, _ in PUBLISH_CASES])
+def test_publish_permissions(server: Server, user: str, subject: str, allowed: bool) -> None:
+    """Each user reaches exactly the subjects its service publishes."""
+
+    async def check() -> None:
+        await ensure_topology_as(server)
+        ok, errors = await can_js_publish(server, user, subject)
+        assert ok is allowed, (user, subject, errors)
+        if not allowed:
+            assert any("permissions violation" in e.lower() and subject in e for e in errors), \
+                errors
+
+    asyncio.run(check())
+
+
+def test_router_routes_are_the_routers_alone(server: Server) -> None:
+    """Only the router writes the live/pending route records; the builder writes queue keys."""
+
+    async def check() -> None:
+        await ensure_topology_as(server)
+        for user, key, allowed in (("hook-runner", "live.shop", False),
+                                   ("builder", "live.shop", False),
+                                   ("router", "live.shop", True),
+                                   ("builder", "queue.shop", True),
+                                   ("router", "queue.shop", False)):
+            conn = await connect(server.url(user))
+            try:
+                kv = await conn.nc.jetstream().key_value(subjects.KV_STATE)
+                try:
+                    await kv.put(key, b"x")
+                    ok = True
+                except nats.errors.TimeoutError:
+                    ok = False
+                assert ok is allowed, (user, key, conn.errors)
+            finally:
+                await conn.close()
+
+    asyncio.run(check())
+
+
+def test_a_watcher_reads_events_but_not_the_services_consumers(server: Server) -> None:
+    """External subscribers follow events (ordered consumer); they cannot take over a durable."""
+
+    async def check() -> None:
+        await ensure_topology_as(server)
+        subject = subjects.event("watched", "build", "succeeded")
+        ok, _ = await can_js_publish(server, "builder", subject)
+        assert ok
+        conn = await connect(server.url("watcher"))
+        try:
+            js = conn.nc.jetstream()
+            got: asyncio.Queue[str] = asyncio.Queue()
+
+            async def on_msg(msg: Msg) -> None:
+                await got.put(msg.subject)
+
+            sub = await js.subscribe(subjects.app_events("watched"), cb=on_msg,
+                                     ordered_consumer=True, stream=subjects.STREAM_EVENTS)
+            assert await asyncio.wait_for(got.get(), 5) == subject
+            await sub.unsubscribe()
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.pull_subscribe(subjects.EVT_ALL, "notifier",
+                                        stream=subjects.STREAM_EVENTS)
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.delete_stream(subjects.STREAM_EVENTS)
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
+
+
+# ------------------------------------------------------------------ the services, for real
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver answering 200, so the notifier publishes its delivery events."""
+
+    hits: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    """A local webhook URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/hook"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def write_app(root: Path, postdeploy: str) -> Path:
+    """A process-runtime app: a static web process, a release and a postdeploy command."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "index.html").write_text("hello\n")
+    (root / "Procfile").write_text(
+        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\n"
+        "release: echo releasing $DOCKYARD_RELEASE\n"
+        f"postdeploy: {postdeploy}\n")
+    return root
+
+
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[Server]:
+    """A fresh server whose log holds only what the services below do."""
+    s = start_server(SERVER_CONF, tmp_path / "nats")
+    yield s
+    s.stop()
+
+
+@pytest.mark.timeout(240)
+async def test_every_service_runs_whole_deploys_as_its_own_user(
+        own_server: Server, tmp_path: Path, webhook: str) -> None:
+    """Six services, each with its own user, deploy, reconfigure, fail a hook, cancel and
+    dead-letter without a single permission violation; each connection is its service's user."""
+    base = Settings.from_env(env={}, data_dir=tmp_path / "data", http_port=free_port(),
+                             runtime="process", drain=0.2, kill_grace=2.0,
+                             webhook_url=webhook)
+    running: list[RunningService] = []
+    client: DockyardClient | None = None
+    try:
+        for name in SERVICES:
+            running.append(await start_service(name, replace(base, nats_url=own_server.url(name))))
+        client = await DockyardClient.connect(replace(base, nats_url=own_server.url("cli")))
+
+        app = "permitted"
+        src = write_app(tmp_path / "src", "echo postdeploy ok")
+        first = await client.deploy(app, src, Followers(), timeout=120)
+        assert isinstance(first, DeploySucceeded), first
+
+        # A config change: the builder reads the stored build back, hooks read the config.
+        await client.config_change(app, {"GREETING": "hello"}, [])
+        second = await client.deploy(app, None, Followers(), kind="config", timeout=120)
+        assert isinstance(second, DeploySucceeded), second
+
+        write_app(src, "exit 3")
+        third = await client.deploy(app, src, Followers(), timeout=120)
+        assert isinstance(third, DeployFailed) and third.status == "hook-error", third
+
+        await client.cancel(app, "0" * 32, "checking the builder may mark cancels")
+        await client.stores.js.publish(subjects.CMD_DEPLOY, b"not json",
+                                       headers={"Nats-Msg-Id": "garbage-1"})
+        dlq = await client.stores.js.pull_subscribe(subjects.dlq("builder"), "check-dlq",
+                                                    stream=subjects.STREAM_DLQ)
+        letters = await dlq.fetch(1, timeout=15)
+        assert b"undecodable" in letters[0].data
+        cancels = await client.stores.js.key_value(subjects.KV_CANCEL)
+        for _ in range(50):
+            try:
+                await cancels.get("0" * 32)
+                break
+            except KeyNotFoundError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the builder did not record the cancel marker")
+        await asyncio.sleep(1.0)  # the notifier's last deliveries of the failed deploy
+
+        async with httpx.AsyncClient(timeout=5) as http:
+            connz = (await http.get(
+                f"http://127.0.0.1:{own_server.monitor}/connz?auth=true")).json()
+        users = {c.get("name"): c.get("authorized_user") for c in connz["connections"]}
+        for name in SERVICES:
+            assert users.get(f"dockyard-{name}") == name, users
+    finally:
+        if client is not None:
+            await client.close()
+        for service in reversed(running):
+            await service.stop()
+    assert _Sink.hits, "the notifier delivered nothing"
+    violations = [line for line in own_server.log_text().splitlines() if VIOLATION in line]
+    assert not violations, "\n".join(violations)
+
+
+# ------------------------------------------------------------------ the 3-node cluster
+
+
+@pytest.mark.timeout(120)
+def test_the_three_node_cluster_forms_and_replicates(tmp_path: Path) -> None:
+    """The cluster configs, with local ports and routes, elect a leader and keep 3 replicas."""
+    cluster_ports = [free_port() for _ in CLUSTER_CONFS]
+    routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
+    nodes = []
+    try:
+        for conf, cport in zip(CLUSTER_CONFS, cluster_ports, strict=True):
+            nodes.append(start_server(conf, tmp_path / conf.stem,
+                                      "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes))
+
+        async def check() -> None:
+            conn = await connect(nodes[0].url("cli"))
+            try:
+                js = conn.nc.jetstream()
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        info = await js.add_stream(StreamConfig(
+                            name="R3CHECK", subjects=["r3check.>"], num_replicas=3))
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.5)
+                assert info.cluster is not None and info.cluster.name == "dockyard"
+                assert len(info.cluster.replicas or []) == 2
+                await js.publish("r3check.one", b"replicated")
+            finally:
+                await conn.close()
+            other = await connect(nodes[2].url("cli"))
+            try:
+                msg = await other.nc.jetstream().get_msg("R3CHECK", 1)
+                assert msg.data == b"replicated"
+            finally:
+                await other.close()
+
+        asyncio.run(check())
+    finally:
+        for node in nodes:
+            node.stop()
