@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,52 +215,44 @@ class DockyardClient:
         check_app(app)
         return await remove_hook(self.stores.hooks, app, phase, label)
 
-    async def events(self, app: str | None = None, follow: bool = False,
-                     idle: float = 0.5) -> list[AnyEvent]:
-        """Events so far (all apps, or one); with follow, keep yielding via the callback."""
-        subject = subjects.app_events(app) if app else subjects.EVT_ALL
+    async def _stream(self, subject: str, follow: bool, idle: float,
+                      done: Callable[[], bool] = lambda: False) -> AsyncIterator[Msg]:
+        """Every kept message on a subject, oldest first; with follow, new ones until done()."""
         sub = await self.stores.js.subscribe(subject, ordered_consumer=True,
                                              config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
-        found: list[AnyEvent] = []
         try:
             while True:
                 try:
-                    msg = await sub.next_msg(timeout=idle)
+                    yield await sub.next_msg(timeout=idle)
                 except nats.errors.TimeoutError:
-                    if follow:
+                    if follow and not done():
                         continue
-                    break
-                try:
-                    found.append(codec.decode_event(msg.data))
-                except msgspec.MsgspecError:
-                    continue
+                    return
         finally:
             await sub.unsubscribe()
+
+    async def events(self, app: str | None = None, follow: bool = False,
+                     idle: float = 0.5) -> list[AnyEvent]:
+        """Events so far (all apps, or one), decoded; undecodable ones are skipped."""
+        subject = subjects.app_events(app) if app else subjects.EVT_ALL
+        found: list[AnyEvent] = []
+        async for msg in self._stream(subject, follow, idle):
+            try:
+                found.append(codec.decode_event(msg.data))
+            except msgspec.MsgspecError:
+                continue
         return found
 
     async def raw_events(self, app: str | None, on_raw: Callable[[bytes], Awaitable[None]],
                          follow: bool, idle: float = 0.5) -> None:
         """Every event's raw JSON (for `dockyard events`), optionally following new ones."""
         subject = subjects.app_events(app) if app else subjects.EVT_ALL
-        sub = await self.stores.js.subscribe(subject, ordered_consumer=True,
-                                             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except nats.errors.TimeoutError:
-                    if follow:
-                        continue
-                    return
-                await on_raw(msg.data)
-        finally:
-            await sub.unsubscribe()
+        async for msg in self._stream(subject, follow, idle):
+            await on_raw(msg.data)
 
     async def log_lines(self, deployment_id: str, on_line: Callable[[LogLine], Awaitable[None]],
                         follow: bool, idle: float = 0.5) -> None:
         """A deployment's kept log; with follow, until the deployment ends."""
-        sub = await self.stores.js.subscribe(subjects.log(deployment_id), ordered_consumer=True,
-                                             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
         ended = asyncio.Event()
 
         async def on_evt(msg: Msg) -> None:
@@ -273,19 +265,13 @@ class DockyardClient:
 
         evt_sub = None
         if follow:
+            # Only the deploy.* events can end a deployment: no need to replay every event.
             evt_sub = await self.stores.js.subscribe(
-                subjects.EVT_ALL, cb=on_evt, ordered_consumer=True,
+                subjects.events_of("deploy", "*"), cb=on_evt, ordered_consumer=True,
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
         try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except nats.errors.TimeoutError:
-                    if follow and not ended.is_set():
-                        continue
-                    return
+            async for msg in self._stream(subjects.log(deployment_id), follow, idle, ended.is_set):
                 await on_line(codec.decode_as(msg.data, LogLine))
         finally:
-            await sub.unsubscribe()
             if evt_sub is not None:
                 await evt_sub.unsubscribe()

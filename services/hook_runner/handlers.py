@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 
 import structlog
 from faststream.nats.annotations import NatsMessage
 
-from dockyard.bus.broker import publish
 from dockyard.bus.logs import DeployLog
-from dockyard.bus.service import ServiceContext
-from dockyard.pipeline import cancel, config, lock, runs
-from dockyard.pipeline.emit import Emitter
+from dockyard.pipeline import cancel, config, lock
+from dockyard.pipeline.step import StepService
 from dockyard.pipeline.live import live_release
 from dockyard.pipeline.phases import PhaseResult, PhaseRun, run_phase
-from dockyard.pipeline.progress import working
-from dockyard.runtime.select import Runtimes
 from dockyard.scheduler.placement import disposable_artifacts
 from dockyard.schemas.events import (
     AfterSwitchFailed,
@@ -38,25 +33,10 @@ from dockyard.schemas.events import (
 log = structlog.get_logger()
 
 
-class HookRunner:
+class HookRunner(StepService):
     """Runs each hook phase once per deployment, in one-off containers of the release."""
 
-    def __init__(self, ctx: ServiceContext, runtimes: Runtimes) -> None:
-        self.ctx = ctx
-        self.stores = ctx.stores
-        self.runtimes = runtimes
-        self.emitter = Emitter(ctx.broker, "hook-runner")
-
-    async def _once(self, event: Event, step: str, msg: NatsMessage,
-                    body: Callable[[], Awaitable[Event]]) -> None:
-        """Run a step unless it already ran for this deployment (then publish its outcome again)."""
-        previous = await runs.replay(self.stores.runs, event.deployment_id, step)
-        if previous is not None:
-            await publish(self.ctx.broker, previous)
-            return
-        async with working(msg, self.ctx.settings.ack_wait / 3):
-            outcome = await body()
-        await runs.finish(self.stores.runs, event.deployment_id, step, outcome)
+    service = "hook-runner"
 
     async def _phase_run(self, event: Event, spec: DeploySpec, deploy_log: DeployLog,
                          extra_env: dict[str, str] | None = None) -> PhaseRun:
@@ -68,8 +48,6 @@ class HookRunner:
                         emitter=self.emitter, deploy_log=deploy_log,
                         kill_grace=self.ctx.settings.kill_grace, extra_env=extra_env or {})
 
-    def _log(self, event: Event) -> DeployLog:
-        return DeployLog(self.stores.nc, event.subject, event.deployment_id, "hook-runner")
 
     async def on_build_succeeded(self, event: BuildSucceeded, msg: NatsMessage) -> None:
         """Predeploy (changes committed into the artifact), then release (changes discarded)."""

@@ -8,16 +8,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from faststream.nats.annotations import NatsMessage
 
-from dockyard.bus.broker import publish
 from dockyard.bus.logs import DeployLog, heading
-from dockyard.bus.service import ServiceContext
-from dockyard.pipeline import cancel, config, lock, runs
-from dockyard.pipeline.emit import Emitter
+from dockyard.pipeline import cancel, config, lock
+from dockyard.pipeline.step import StepService
 from dockyard.pipeline.env import instance_env
-from dockyard.pipeline.progress import working
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.health import wait_healthy
-from dockyard.runtime.select import Runtimes
 from dockyard.scheduler import placement
 from dockyard.schemas.events import (
     AfterSwitchFailed,
@@ -43,27 +39,11 @@ PreSwitchFailure = BuildFailed | ReleaseFailed | StartFailed | HookFailed | Traf
 log = structlog.get_logger()
 
 
-class Scheduler:
+class Scheduler(StepService):
     """Owns instances: start, health, removal, retirement."""
 
-    def __init__(self, ctx: ServiceContext, runtimes: Runtimes) -> None:
-        self.ctx = ctx
-        self.stores = ctx.stores
-        self.runtimes = runtimes
-        self.emitter = Emitter(ctx.broker, "scheduler")
+    service = "scheduler"
 
-    async def _once(self, event: Event, step: str, msg: NatsMessage,
-                    body: Callable[[], Awaitable[Event]]) -> None:
-        previous = await runs.replay(self.stores.runs, event.deployment_id, step)
-        if previous is not None:
-            await publish(self.ctx.broker, previous)
-            return
-        async with working(msg, self.ctx.settings.ack_wait / 3):
-            outcome = await body()
-        await runs.finish(self.stores.runs, event.deployment_id, step, outcome)
-
-    def _log(self, event: Event) -> DeployLog:
-        return DeployLog(self.stores.nc, event.subject, event.deployment_id, "scheduler")
 
     async def on_release_succeeded(self, event: ReleaseSucceeded, msg: NatsMessage) -> None:
         """Start every process type at its scale; wait for `web` to be healthy; not routed yet."""
