@@ -330,6 +330,13 @@ async def _stop(pgid: int, proc: asyncio.subprocess.Process, grace: float) -> No
         await proc.wait()
 
 
+def _mark(marker: Path, pgid: int) -> None:
+    """Record a running one-off's process group (and its start time, against pid reuse)."""
+    state = proc_state(pgid)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{pgid} {state[1] if state else 0}\n")
+
+
 async def run_command(
     command: str,
     *,
@@ -340,6 +347,7 @@ async def run_command(
     kill_grace: float,
     memory: int = 0,
     cancel: asyncio.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> tuple[int, bool, bool]:
     """Run `sh -c command` in its own process group; (exit code, timed out, cancelled)."""
     proc = await asyncio.create_subprocess_exec(
@@ -348,6 +356,8 @@ async def run_command(
         start_new_session=True, preexec_fn=_limit_preexec(memory) if memory > 0 else None,
     )
     pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+    if on_start is not None:
+        on_start(pgid)
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [asyncio.create_task(_pump(proc.stdout, sink, "out")),
              asyncio.create_task(_pump(proc.stderr, sink, "err"))]
@@ -454,6 +464,8 @@ class ProcessRuntime:
         keep = False
         fields = {"app": spec.app, "deployment_id": spec.deployment_id, "release": spec.release,
                       "phase": spec.phase, "container": spec.container}
+        marker = self.root / "oneoffs" / f"{safe_name(spec.deployment_id)}-{safe_name(spec.container)}"
+        await self._stop_interrupted(marker, log, fields)
         try:
             await asyncio.to_thread(remove_tree, work)
             work.parent.mkdir(parents=True, exist_ok=True)
@@ -462,7 +474,7 @@ class ProcessRuntime:
             code, timed_out, cancelled = await run_command(
                 spec.command, cwd=work, env=oneoff_env(spec.env, os.environ), sink=log,
                 timeout=spec.timeout, kill_grace=spec.kill_grace, memory=spec.memory,
-                cancel=cancel)
+                cancel=cancel, on_start=lambda pgid: _mark(marker, pgid))
             duration = time.monotonic() - started
             logger.info("oneoff finished", exit_code=code, duration=round(duration, 3),
                      timed_out=timed_out, cancelled=cancelled, **fields)
@@ -474,8 +486,28 @@ class ProcessRuntime:
             return OneOffResult(exit_code=code, duration=duration, timed_out=timed_out,
                                 cancelled=cancelled, artifact=new_artifact)
         finally:
+            marker.unlink(missing_ok=True)
             if not keep:
                 await asyncio.shield(asyncio.to_thread(remove_tree, work))
+
+    async def _stop_interrupted(self, marker: Path, log: LogSink, fields: dict[str, object]) -> None:
+        """A run of this command by a killed hook-runner may still go on: stop it first."""
+        if not marker.exists():
+            return
+        try:
+            pgid, start = (int(x) for x in marker.read_text().split())
+        except ValueError:
+            marker.unlink(missing_ok=True)
+            return
+        state = proc_state(pgid)
+        if state is not None and state[1] == start:
+            # A local process cannot be re-attached (its output pipes died with the runner):
+            # never let two runs of one command overlap.
+            logger.warning("stopping an interrupted earlier run", pgid=pgid, **fields)
+            await log.line("an earlier run of this command was interrupted (the hook-runner "
+                           "stopped); it was stopped and the command runs again", "err")
+            signal_group(pgid, signal.SIGKILL)
+        marker.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ instances
 

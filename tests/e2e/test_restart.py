@@ -112,3 +112,23 @@ async def test_a_killed_scheduler_reattaches_to_the_instances_it_started(
         assert get(running.port, app).text == "app v1\n"
     finally:
         await stop_running(running)
+
+
+async def test_a_killed_hook_runner_on_the_process_runtime_never_overlaps_two_runs(
+        tmp_path: Path) -> None:
+    # A local process cannot be re-attached: the restarted runner stops the interrupted run
+    # before it runs the command again, so the two runs never overlap.
+    running = await _stack_without(tmp_path, "process", "hook-runner")
+    trace = Path("/tmp") / f"dockyard-restart-{tmp_path.name}"
+    try:
+        app = running.app_name("crashy")
+        src = make_app(tmp_path / "v1", "process", "v1",
+                       postdeploy=f"echo start >> {trace}; sleep 4; echo end >> {trace}")
+        _, lines = await deploy_with_crash(running, tmp_path, "hook-runner", app, src,
+                                           "dockyard.command.started")
+        assert any("an earlier run of this command was interrupted" in line for line in lines)
+        assert trace.read_text() == "start\nstart\nend\n"
+        assert get(running.port, app).text == "app v1\n"
+    finally:
+        trace.unlink(missing_ok=True)
+        await stop_running(running)
