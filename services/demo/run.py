@@ -20,9 +20,9 @@ SAMPLE = Path(__file__).parent / "sample"
 APP = "demo"
 
 STEPS = (
-    ("v1", "echo 'warming caches for v1'", True),
-    ("v2", "echo 'checking the new release...'; echo 'smoke test failed' >&2; exit 1", False),
-    ("v3", "echo 'warming caches for v3'; sleep 1; echo 'smoke test passed'", True),
+    ("v1", "echo 'smoke test passed'", True),
+    ("v2", "echo 'GET /checkout answered 500' >&2; exit 1", False),
+    ("v3", "sleep 1; echo 'smoke test passed'", True),
 )
 
 
@@ -34,13 +34,14 @@ class Check:
     held: bool
 
 
-def write_version(into: Path, version: str, postdeploy: str) -> Path:
-    """The sample app's source tree for one version."""
+def write_version(into: Path, version: str, smoke: str) -> Path:
+    """The sample app's source tree for one version (its smoke test is a postdeploy command)."""
     into.mkdir(parents=True)
     shutil.copy(SAMPLE / "app.py", into / "app.py")
+    shutil.copy(SAMPLE / "Procfile", into / "Procfile")
     (into / "VERSION").write_text(version + "\n")
-    template = (SAMPLE / "Procfile.tmpl").read_text()
-    (into / "Procfile").write_text(template.format(version=version, postdeploy=postdeploy))
+    template = (SAMPLE / "dockyard.toml.tmpl").read_text()
+    (into / "dockyard.toml").write_text(template.format(version=version, smoke=smoke))
     return into
 
 
@@ -60,17 +61,17 @@ async def run_demo(say: Callable[[str], None], show_line: Callable[[LogLine], No
     work = Path(tempfile.mkdtemp(prefix="dockyard-demo-"))
     port = free_port()
     settings = Settings.from_env(env={}, data_dir=work / "data", http_port=port, runtime=runtime,
-                                 drain=1.0, kill_grace=3.0)
+                                 kill_grace=3.0)
     checks: list[Check] = []
     say(f"Starting an embedded Dockyard stack in {work} (apps on port {port}, {runtime} runtime)")
     stack = await start_stack(settings)
     client = await DockyardClient.connect(stack.settings)
     try:
-        for version, postdeploy, should_succeed in STEPS:
+        for version, smoke, should_succeed in STEPS:
             say("")
             say(f"[bold]Deploying {version}[/bold]"
                 + ("" if should_succeed else " — its postdeploy command will fail"))
-            source = write_version(work / "src" / version, version, postdeploy)
+            source = write_version(work / "src" / version, version, smoke)
 
             async def on_line(line: LogLine) -> None:
                 show_line(line)

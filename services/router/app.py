@@ -21,7 +21,7 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.on_stop(process.stop)
         admin = process.admin
     router = Router(admin=admin, state=ctx.stores.state, broker=ctx.broker, settings=settings,
-                    log=ctx.log)
+                    log=ctx.log, nc=ctx.stores.nc)
     try:
         await router.rebuild()
     except CaddyUnreachable as exc:

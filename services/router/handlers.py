@@ -9,11 +9,14 @@ import msgspec
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from dockyard.bus.broker import publish
+from dockyard.bus.logs import DeployLog, heading
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
-from dockyard.router.config import build_config, join_host_port
+from dockyard.router.config import build_config, host_of, join_host_port
+from dockyard.router.routes import upstreams as route_upstreams
 from dockyard.router.routes import (
     Ignore,
     Republish,
@@ -82,7 +85,8 @@ class Router:
     """Keeps one Caddy's routes equal to the KV state, changing it one atomic load at a time."""
 
     def __init__(self, *, admin: CaddyAdmin, state: KeyValue, broker: NatsBroker,
-                 settings: Settings, log: Any) -> None:
+                 settings: Settings, log: Any, nc: Client | None = None) -> None:
+        self.nc = nc  # for the deploy log; None in tests that drive the router alone
         self.admin = admin
         self.state = state
         self.broker = broker
@@ -160,6 +164,19 @@ class Router:
                 await self.state.delete(pending_key(event.app))
             await publish(self.broker, switched_event(decision.live, decision.previous_release))
             log.info("switched", previous_release=decision.previous_release)
+            await self._tell(event, decision.previous_release)
+
+    async def _tell(self, event: HookSucceeded, previous: int | None) -> None:
+        """Say in the deploy log where the app's traffic goes now."""
+        if self.nc is None:
+            return
+        deploy_log = DeployLog(self.nc, event.app, event.deployment_id, "router")
+        await deploy_log.system(heading("switch"))
+        upstreams = ", ".join(route_upstreams(event.instances)) or "no web instance"
+        before = f" (was v{previous})" if previous else " (first release)"
+        await deploy_log.system(f"{host_of(event.app, self.domain)} now routes to "
+                                f"v{event.release}{before}: {upstreams}")
+        await deploy_log.flush()
 
     async def on_deploy_queued(self, event: DeployQueued) -> None:
         """A first deploy is queued: its host answers 503 with Retry-After until it is switched in."""
