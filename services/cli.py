@@ -492,6 +492,75 @@ def hooks_rm(
     out.print(f"removed {phase} hook '{escape(label)}' from {check}")
 
 
+# ------------------------------------------------------------------ notify
+
+
+@notify_app.command("add")
+def notify_add(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    name: Annotated[str, typer.Argument(help="A name for this sink (to remove it later).")],
+    url: Annotated[str, typer.Argument(help="The webhook URL.")],
+    kind: Annotated[str, typer.Option(help="webhook (Standard Webhooks, signed) or slack.")] = "webhook",
+    secret: Annotated[str | None, typer.Option(help="Signing secret (whsec_... or any string).")] = None,
+    event: Annotated[list[str] | None, typer.Option("--event", "-e", help="Event type pattern, "
+                     "e.g. deploy.* (repeatable; default: queued, succeeded, failed, hook.failed, "
+                     "traffic.switched).")] = None,
+    attempts: Annotated[int | None, typer.Option(help="Delivery attempts before giving up.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Deliver the app's events to a webhook or a Slack-compatible chat webhook."""
+    from dockyard.notifier.errors import NotifierError
+    from dockyard.notifier.sinks import Sink, add_sink
+
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    fields: dict[str, Any] = {"name": name, "url": url, "kind": kind, "secret": secret}
+    if event:
+        fields["events"] = list(event)
+    if attempts is not None:
+        fields["attempts"] = attempts
+    try:
+        sink = Sink(**{("max_attempts" if k == "attempts" else k): v for k, v in fields.items()})
+        run(with_client(settings, lambda c: add_sink(c.stores.notify, check, sink)))
+    except NotifierError as exc:
+        fail(str(exc))
+    out.print(f"{check}: events {', '.join(sink.events)} go to sink '{escape(name)}' ({kind})")
+
+
+@notify_app.command("rm")
+def notify_rm(app_name: Annotated[str, typer.Argument(metavar="APP")],
+              name: Annotated[str, typer.Argument()], data_dir: DataDir = None) -> None:
+    """Stop delivering to a sink."""
+    from dockyard.notifier.errors import NotifierError
+    from dockyard.notifier.sinks import remove_sink
+
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    try:
+        run(with_client(settings, lambda c: remove_sink(c.stores.notify, check, name)))
+    except NotifierError as exc:
+        fail(str(exc))
+    out.print(f"removed sink '{escape(name)}' from {check}")
+
+
+@notify_app.command("ls")
+def notify_ls(app_name: Annotated[str, typer.Argument(metavar="APP")],
+              data_dir: DataDir = None) -> None:
+    """The app's sinks (secrets and URL paths are not shown)."""
+    from urllib.parse import urlsplit
+
+    from dockyard.notifier.sinks import list_sinks
+
+    settings = settings_from(data_dir)
+    check = _checked(app_name)
+    sinks = run(with_client(settings, lambda c: list_sinks(c.stores.notify, check)))
+    table = Table("name", "kind", "host", "events", "signed")
+    for sink in sinks:
+        table.add_row(escape(sink.name), sink.kind, urlsplit(sink.url).netloc,
+                      escape(", ".join(sink.events)), "yes" if sink.secret else "no")
+    out.print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

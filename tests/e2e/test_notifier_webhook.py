@@ -74,3 +74,49 @@ async def test_the_webhook_receives_the_deploys_events(receiver: Receiver, tmp_p
         assert receiver.bad == []
     finally:
         await stop_running(running)
+
+
+async def test_dockyard_notify_adds_a_sink_that_gets_the_apps_events(
+        receiver: Receiver, tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    running = await start_running(tmp_path, "process")
+    dockyard = str(Path(sys.executable).parent / "dockyard")
+    env = {**os.environ, "DOCKYARD_DATA_DIR": str(running.settings.data_dir), "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([dockyard, *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    try:
+        app = running.app_name("notified")
+        added = await asyncio.to_thread(cli, "notify", "add", app, "ops", receiver.url,
+                                        "--secret", SECRET, "--event", "deploy.*")
+        assert added.returncode == 0, added.stderr
+        listed = await asyncio.to_thread(cli, "notify", "ls", app)
+        assert "ops" in listed.stdout and "yes" in listed.stdout
+        assert SECRET not in listed.stdout and "/hook" not in listed.stdout
+        bad = await asyncio.to_thread(cli, "notify", "add", app, "bad", "ftp://x", "--kind", "pager")
+        assert bad.returncode == 2 and "kind" in bad.stderr + bad.stdout
+
+        end = await running.client.deploy(app, make_app(tmp_path / "v1", "process", "v1"),
+                                          Followers(), timeout=120)
+        types: set[str] = set()
+        for _ in range(100):
+            types = {b["type"] for b in receiver.bodies if b["deployment_id"] == end.deployment_id}
+            if "dockyard.deploy.succeeded" in types:
+                break
+            await asyncio.sleep(0.1)
+        # Only what the sink asked for: deploy.* events, not traffic.switched.
+        assert types == {"dockyard.deploy.queued", "dockyard.deploy.succeeded"}
+        assert receiver.bad == []
+
+        removed = await asyncio.to_thread(cli, "notify", "rm", app, "ops")
+        assert removed.returncode == 0
+        again = await asyncio.to_thread(cli, "notify", "rm", app, "ops")
+        assert again.returncode == 2
+    finally:
+        await stop_running(running)
