@@ -1,7 +1,10 @@
-"""How many requests fail while the router switches an app between upstreams through real Caddy.
+"""How many requests fail while an app is switched between upstreams through real Caddy.
 
 Loopback only, bounded: CLIENTS concurrent clients for SECONDS, a switch every INTERVAL.
-Run: .venv/bin/python bench/switch_availability.py [--seconds 10] [--clients 32] [--interval 0.25]
+`--mode files` switches as the router does (rewrite the upstream files Caddy reads per request,
+no reload); `--mode load` reloads the whole config through POST /load at every switch.
+Run: .venv/bin/python bench/switch_availability.py [--mode files|load] [--seconds 10]
+     [--clients 32] [--interval 0.25] [--no-keepalive] [--retry]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from threading import Thread
 import httpx
 
 from dockyard.bus.embedded import free_port
+from dockyard.router import upstream_files
 from dockyard.router.caddy import admin_listen, start_caddy
 from dockyard.router.config import build_config
 from dockyard.router.routes import AppRoute
@@ -46,17 +50,28 @@ def upstream(name: str) -> tuple[ThreadingHTTPServer, str]:
 
 
 async def main(seconds: float, clients: int, interval: float, retry: bool,
-               keepalive: bool = True) -> None:
+               keepalive: bool = True, mode: str = "files") -> None:
     a, addr_a = upstream("a")
     b, addr_b = upstream("b")
     port = free_port()
-    caddy = await start_caddy(Path(tempfile.mkdtemp(prefix="bench-caddy-")))
+    work = Path(tempfile.mkdtemp(prefix="bench-caddy-"))
+    caddy = await start_caddy(work)
     listen = f"127.0.0.1:{port}"
+    routes_dir = work / "routes" if mode == "files" else None
 
     def config(addr: str) -> dict:  # type: ignore[type-arg]
         return build_config({"app": AppRoute(app="app", upstreams=(addr,))}, domain="localhost",
-                            listen=listen, admin_listen=admin_listen(caddy.admin_url))
+                            listen=listen, admin_listen=admin_listen(caddy.admin_url),
+                            routes_dir=str(routes_dir) if routes_dir else None)
 
+    async def switch_to(addr: str) -> None:
+        if routes_dir is not None:
+            upstream_files.switch(routes_dir, "app", [addr])
+        else:
+            await caddy.admin.load(config(addr))
+
+    if routes_dir is not None:
+        upstream_files.switch(routes_dir, "app", [addr_a])
     await caddy.admin.load(config(addr_a))
     results: Counter[str] = Counter()
     retries = 0
@@ -70,7 +85,7 @@ async def main(seconds: float, clients: int, interval: float, retry: bool,
                 for attempt in range(2 if retry else 1):
                     try:
                         r = await http.get(f"http://{listen}/", headers={"Host": "app.localhost"})
-                        results[f"{r.status_code}"] += 1
+                        results[f"{r.status_code} {r.text}"] += 1
                         break
                     except httpx.TransportError as exc:
                         if attempt == 0 and retry:
@@ -82,7 +97,7 @@ async def main(seconds: float, clients: int, interval: float, retry: bool,
         n = 0
         while time.monotonic() + interval < stop:
             await asyncio.sleep(interval)
-            await caddy.admin.load(config(addr_b if n % 2 == 0 else addr_a))
+            await switch_to(addr_b if n % 2 == 0 else addr_a)
             n += 1
         await asyncio.sleep(max(0.0, stop - time.monotonic()))
         return n
@@ -94,8 +109,8 @@ async def main(seconds: float, clients: int, interval: float, retry: bool,
         a.shutdown()
         b.shutdown()
     total = sum(results.values())
-    errors = total - results["200"]
-    print(f"{switches} switches, {total} requests, {errors} errors "
+    errors = total - results["200 a"] - results["200 b"]
+    print(f"mode {mode}: {switches} switches, {total} requests, {errors} errors "
           f"({100 * errors / max(total, 1):.3f}%), retries {retries}, by outcome {dict(results)}")
 
 
@@ -106,5 +121,7 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--retry", action="store_true", help="retry once on a dropped connection")
     parser.add_argument("--no-keepalive", action="store_true", help="a new connection per request")
+    parser.add_argument("--mode", choices=("files", "load"), default="files")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.clients, args.interval, args.retry, not args.no_keepalive))
+    asyncio.run(main(args.seconds, args.clients, args.interval, args.retry, not args.no_keepalive,
+                     args.mode))

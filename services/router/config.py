@@ -32,26 +32,39 @@ def _static(status: int, body: str, headers: dict[str, list[str]] | None = None)
     return handler
 
 
-def app_handler(route: AppRoute) -> dict[str, Any]:
-    """The handler of one app's host."""
+def dial_placeholder(routes_dir: str, app: str, index: int) -> str:
+    """A dial address Caddy reads from a file on every request (the switch rewrites the file)."""
+    return "{file." + f"{routes_dir}/{app}/current/{index}" + "}"
+
+
+def app_handler(route: AppRoute, routes_dir: str | None = None) -> dict[str, Any]:
+    """The handler of one app's host (upstreams read from files when routes_dir is given)."""
     if route.pending:
         return _static(503, PENDING_BODY, {"Retry-After": [RETRY_AFTER],
                                            "Content-Type": ["text/plain; charset=utf-8"]})
     if not route.upstreams:
         return _static(503, NO_WEB_BODY, {"Content-Type": ["text/plain; charset=utf-8"]})
+    dials = (list(route.upstreams) if routes_dir is None else
+             [dial_placeholder(routes_dir, route.app, i) for i in range(len(route.upstreams))])
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": dial} for dial in route.upstreams],
+        "upstreams": [{"dial": dial} for dial in dials],
         "flush_interval": -1,
         "stream_close_delay": STREAM_CLOSE_DELAY,
     }
 
 
-def build_config(table: RouteTable, *, domain: str, listen: str, admin_listen: str) -> dict[str, Any]:
-    """The whole Caddy config: one server, a terminal route per app host, 404 for any other host."""
+def build_config(table: RouteTable, *, domain: str, listen: str, admin_listen: str,
+                 routes_dir: str | None = None) -> dict[str, Any]:
+    """The whole Caddy config: one server, a terminal route per app host, 404 for any other host.
+
+    With routes_dir, an app's upstream addresses are not in the config but in files Caddy reads
+    per request, so switching an app to new instances rewrites files and reloads nothing: a
+    reload re-binds the listener and resets the connections arriving at that moment.
+    """
     routes: list[dict[str, Any]] = [
-        {"match": [{"host": [host_of(app, domain)]}], "handle": [app_handler(table[app])],
-         "terminal": True}
+        {"match": [{"host": [host_of(app, domain)]}],
+         "handle": [app_handler(table[app], routes_dir)], "terminal": True}
         for app in sorted(table)
     ]
     routes.append({"handle": [_static(404, NOT_FOUND_BODY,

@@ -15,6 +15,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from dockyard.bus.broker import publish
 from dockyard.bus.logs import DeployLog, heading
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
+from dockyard.router import upstream_files
 from dockyard.router.config import build_config, host_of, join_host_port
 from dockyard.router.routes import upstreams as route_upstreams
 from dockyard.router.routes import (
@@ -87,6 +88,7 @@ class Router:
     def __init__(self, *, admin: CaddyAdmin, state: KeyValue, broker: NatsBroker,
                  settings: Settings, log: Any, nc: Client | None = None) -> None:
         self.nc = nc  # for the deploy log; None in tests that drive the router alone
+        self.routes_dir = (settings.data_dir / "caddy-routes").absolute()
         self.admin = admin
         self.state = state
         self.broker = broker
@@ -101,19 +103,40 @@ class Router:
     def config_for(self, table: RouteTable) -> dict[str, Any]:
         """The whole Caddy config of a route table."""
         return build_config(table, domain=self.domain, listen=self.listen,
-                            admin_listen=self.admin_listen)
+                            admin_listen=self.admin_listen, routes_dir=str(self.routes_dir))
 
     async def _load(self, table: RouteTable, *, force: bool = True) -> None:
+        """Point every app at its upstreams; reload Caddy only when the config's shape changed."""
+        switched = self._write_upstreams(table)
         config = self.config_for(table)
-        if not force and config == self.loaded:
-            return
         try:
-            await self.admin.load(config)
-        except CaddyUnreachable:
-            # The outcome is unknown: put back the last confirmed config, never a half-switch.
-            await self._restore()
+            if force or config != self.loaded:
+                await self.admin.load(config)
+            else:
+                # Nothing to reload: the files are the switch. Caddy must still answer before
+                # the switch is announced, or it is not serving anything.
+                await self.admin.config()
+        except CaddyError as exc:
+            for app, previous in switched:
+                upstream_files.restore(self.routes_dir, app, previous)
+            if isinstance(exc, CaddyUnreachable):
+                # The outcome is unknown: put back the last confirmed config, never a half-switch.
+                await self._restore()
             raise
         self.loaded = config
+        for app, previous in switched:
+            upstream_files.prune(self.routes_dir, app, keep={previous} if previous else set())
+
+    def _write_upstreams(self, table: RouteTable) -> list[tuple[str, str | None]]:
+        """Rewrite the upstream files of apps whose addresses changed; (app, previous generation)."""
+        switched = []
+        for app, route in sorted(table.items()):
+            wanted = list(route.upstreams)
+            if route.pending or not wanted:
+                continue
+            if upstream_files.current_addresses(self.routes_dir, app) != wanted:
+                switched.append((app, upstream_files.switch(self.routes_dir, app, wanted)))
+        return switched
 
     async def _restore(self) -> None:
         if self.loaded is None:
