@@ -177,7 +177,7 @@ class Router:
             log.info("switching", previous_release=decision.previous_release)
             table = with_live(table_from_state(live.values(), pending.values()), decision.live)
             try:
-                await self._load(table)
+                await self._load(table, force=False)
             except CaddyError as exc:
                 log.error("switch failed", error=str(exc))
                 await publish(self.broker, switch_failed_event(event, str(exc)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -44,7 +45,8 @@ async def broker(nats_server: EmbeddedNats) -> AsyncIterator[NatsBroker]:
 
 
 def make_router(admin: CaddyAdmin, stores: Stores, broker: NatsBroker, http_port: int) -> Router:
-    settings = Settings(data_dir=Path("/nonexistent"), http_port=http_port)
+    # The router keeps its upstream files under the data dir: a fresh one per router.
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="router-test-")), http_port=http_port)
     return Router(admin=admin, state=stores.state, broker=broker, settings=settings,
                   log=structlog.get_logger().bind(service="router-test"))
 
@@ -172,3 +174,31 @@ async def test_second_instance_follows_the_kv_state(caddy: CaddyProcess, stores:
             await asyncio.gather(follower, return_exceptions=True)
     finally:
         await other.stop()
+
+
+async def test_a_switch_of_the_same_shape_reloads_nothing_and_no_request_fails(
+        caddy: CaddyProcess, stores: Stores, broker: NatsBroker, http_port: int,
+        upstreams: Factory) -> None:
+    app = app_name("shape")
+    first, second = await upstreams("first"), await upstreams("second")
+    router = make_router(caddy.admin, stores, broker, http_port)
+    await router.on_hook_succeeded(hook_succeeded(app, f"{app}-d1", 1, [first.instance(1)]))
+    loads = caddy.admin.loads
+    assert (await get(http_port, f"{app}.localhost")).text == "first"
+    await router.on_hook_succeeded(hook_succeeded(app, f"{app}-d2", 2, [second.instance(2)]))
+    assert (await get(http_port, f"{app}.localhost")).text == "second"
+    assert caddy.admin.loads == loads, "a same-shape switch must not reload Caddy"
+    generations = [p.name for p in (router.routes_dir / app).glob("gen-*")]
+    assert len(generations) <= 2  # the current one and the one it replaced
+
+
+async def test_files_are_put_back_when_caddy_does_not_answer(
+        caddy: CaddyProcess, stores: Stores, broker: NatsBroker, http_port: int,
+        upstreams: Factory) -> None:
+    app = app_name("putback")
+    first, second = await upstreams("first"), await upstreams("second")
+    router = make_router(caddy.admin, stores, broker, http_port)
+    await router.on_hook_succeeded(hook_succeeded(app, f"{app}-d1", 1, [first.instance(1)]))
+    router.admin = CaddyAdmin(f"http://127.0.0.1:{free_port()}", timeout=1.0)  # nobody there
+    await router.on_hook_succeeded(hook_succeeded(app, f"{app}-d2", 2, [second.instance(2)]))
+    assert (await get(http_port, f"{app}.localhost")).text == "first"
