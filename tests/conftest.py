@@ -60,10 +60,13 @@ def no_container_outlives_the_suite() -> Iterator[None]:
         # alone on the engine, can tell its own leftovers from someone else's containers.
         return
     left = set(_docker("ps", "-aq", "--no-trunc", "--filter", "label=dockyard.app")) - before
+    described = []
     if left:
+        described = _docker("inspect", "--format",
+                            "{{.Name}} {{.State.Status}} {{json .Config.Labels}}", *left)
         _docker("rm", "-f", *left)  # leave the machine clean, then report it
     # Images the deploys built are not containers, but they pile up: remove ours.
     images = set(_docker("images", "-q", "--no-trunc", "--filter", "label=dockyard.app"))
     if images - images_before:
         _docker("rmi", "-f", *(images - images_before))
-    assert not left, f"containers the tests created outlived the suite: {sorted(left)}"
+    assert not left, "containers the tests created outlived the suite:\n" + "\n".join(described)
