@@ -231,7 +231,7 @@ schemas = res.files("dockyard.schemas")
 assert len([p for p in schemas.joinpath("json").iterdir() if p.name.endswith(".json")]) > 10
 assert schemas.joinpath("asyncapi.json").is_file()
 sample = {p.name for p in res.files("dockyard.demo").joinpath("sample").iterdir()}
-assert {"Procfile.tmpl", "app.py"} <= sample, sample
+assert {"Procfile", "dockyard.toml.tmpl", "app.py"} <= sample, sample
 print(len(names))
 """
 
