@@ -7,7 +7,7 @@ import structlog
 from faststream.nats.annotations import NatsMessage
 
 from dockyard.bus.logs import DeployLog
-from dockyard.pipeline import cancel, config, lock
+from dockyard.pipeline import config, lock
 from dockyard.pipeline.step import StepService
 from dockyard.pipeline.live import live_release
 from dockyard.pipeline.phases import PhaseResult, PhaseRun, run_phase
@@ -48,16 +48,13 @@ class HookRunner(StepService):
                         emitter=self.emitter, deploy_log=deploy_log,
                         kill_grace=self.ctx.settings.kill_grace, extra_env=extra_env or {})
 
-
     async def on_build_succeeded(self, event: BuildSucceeded, msg: NatsMessage) -> None:
         """Predeploy (changes committed into the artifact), then release (changes discarded)."""
 
         async def body() -> Event:
             spec = event.spec
-            reason = await cancel.reason(self.stores.cancel, event.deployment_id)
-            if reason is not None:
-                return await self.emitter.forward(ReleaseFailed, event, status="cancelled",
-                                                  reason=reason, spec=spec)
+            if (stopped := await self._cancelled(event, ReleaseFailed, spec)) is not None:
+                return stopped
             await self.emitter.forward(ReleaseStarted, event, spec=spec)
             deploy_log = self._log(event)
             async with lock.hold(self.stores.locks, event.subject, event.deployment_id):
@@ -83,10 +80,8 @@ class HookRunner(StepService):
         """Postdeploy: new instances healthy, not routed; success opens the gate to the switch."""
 
         async def body() -> Event:
-            reason = await cancel.reason(self.stores.cancel, event.deployment_id)
-            if reason is not None:
-                return await self.emitter.forward(HookFailed, event, status="cancelled",
-                                                  reason=reason, spec=event.spec)
+            if (stopped := await self._cancelled(event, HookFailed, event.spec)) is not None:
+                return stopped
             await self.emitter.forward(HookStarted, event, spec=event.spec,
                                        instances=event.instances)
             deploy_log = self._log(event)

@@ -9,11 +9,11 @@ from faststream.nats.annotations import NatsMessage
 from dockyard.bus.broker import publish
 from dockyard.bus.logs import DeployLog
 from dockyard.bus.service import ServiceContext
-from dockyard.pipeline import runs
+from dockyard.pipeline import cancel, runs
 from dockyard.pipeline.emit import Emitter
 from dockyard.pipeline.progress import working
 from dockyard.runtime.select import Runtimes
-from dockyard.schemas.events import Event
+from dockyard.schemas.events import DeploySpec, Event, Failure
 
 
 class StepService:
@@ -37,6 +37,15 @@ class StepService:
         async with working(msg, self.ctx.settings.ack_wait / 3):
             outcome = await body()
         await runs.finish(self.stores.runs, event.deployment_id, step, outcome)
+
+    async def _cancelled(self, event: Event, failed: type[Failure],
+                         spec: DeploySpec) -> Event | None:
+        """If the deployment was cancelled, publish this phase's failure with status cancelled."""
+        reason = await cancel.reason(self.stores.cancel, event.deployment_id)
+        if reason is None:
+            return None
+        return await self.emitter.forward(failed, event, status="cancelled", reason=reason,
+                                          spec=spec)
 
     def _log(self, event: Event) -> DeployLog:
         return DeployLog(self.stores.nc, event.subject, event.deployment_id, self.service)

@@ -9,7 +9,7 @@ import structlog
 from faststream.nats.annotations import NatsMessage
 
 from dockyard.bus.logs import DeployLog, heading
-from dockyard.pipeline import cancel, config, lock
+from dockyard.pipeline import config, lock
 from dockyard.pipeline.step import StepService
 from dockyard.pipeline.env import instance_env
 from dockyard.runtime.base import Runtime
@@ -44,16 +44,13 @@ class Scheduler(StepService):
 
     service = "scheduler"
 
-
     async def on_release_succeeded(self, event: ReleaseSucceeded, msg: NatsMessage) -> None:
         """Start every process type at its scale; wait for `web` to be healthy; not routed yet."""
 
         async def body() -> Event:
             spec = event.spec
-            reason = await cancel.reason(self.stores.cancel, event.deployment_id)
-            if reason is not None:
-                return await self.emitter.forward(StartFailed, event, status="cancelled",
-                                                  reason=reason, spec=spec)
+            if (stopped := await self._cancelled(event, StartFailed, spec)) is not None:
+                return stopped
             await self.emitter.forward(StartStarted, event, spec=spec)
             deploy_log = self._log(event)
             await deploy_log.system(heading("start"))
