@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import structlog
 from faststream.nats.annotations import NatsMessage
 
@@ -15,6 +16,7 @@ from dockyard.pipeline.env import instance_env
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.health import wait_healthy
 from dockyard.scheduler import placement
+from dockyard.schemas.state import LiveRelease, live_key
 from dockyard.schemas.events import (
     AfterSwitchFailed,
     AfterSwitchSucceeded,
@@ -161,6 +163,7 @@ class Scheduler(StepService):
         async with lock.hold(self.stores.locks, event.subject, event.deployment_id):
             olds = placement.old(await runtime.list_instances(event.subject), event.release)
             if not olds:
+                await self._drop_replaced(runtime, event, spec)
                 return None
             drain = placement.drain_time(spec.plan.drain, self.ctx.settings.drain)
             await deploy_log.system(heading("retire"))
@@ -170,7 +173,22 @@ class Scheduler(StepService):
                 await runtime.stop_instance(ref, self.ctx.settings.kill_grace)
             await deploy_log.system(f"stopped {', '.join(r.id for r in olds)}")
             await deploy_log.flush()
+            await self._drop_replaced(runtime, event, spec)
         return await self.emitter.forward(RetireSucceeded, event, stopped=[r.id for r in olds])
+
+    async def _drop_replaced(self, runtime: Runtime, event: Event, live: DeploySpec) -> None:
+        """Remove the artifacts of releases this one replaced, unless the live release uses them."""
+        previous = []
+        for entry in await self.stores.state.history(live_key(event.subject)):
+            if entry.value and entry.operation not in ("DEL", "PURGE"):
+                record = msgspec.json.decode(entry.value, type=LiveRelease)
+                if record.deployment_id != event.deployment_id:
+                    previous.append(record.spec)
+        for artifact in placement.replaced_artifacts(previous, live):
+            try:
+                await runtime.remove_artifact(artifact)
+            except Exception:  # a leftover artifact is disk space, not a failed deploy
+                log.exception("artifact not removed", app=event.subject, artifact=artifact)
 
 
 def _alive(runtime: Runtime, app: str, ref: InstanceRef) -> Callable[[], Awaitable[bool]]:

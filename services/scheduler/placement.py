@@ -40,3 +40,11 @@ def disposable_artifacts(failed: DeploySpec, live: LiveRelease | None) -> list[s
     keep = {live.spec.artifact, live.spec.build_artifact} if live else set()
     made = [failed.artifact, failed.build_artifact]
     return [a for a in dict.fromkeys(made) if a and a not in keep]
+
+
+def replaced_artifacts(previous: list[DeploySpec], live: DeploySpec) -> list[str]:
+    """Artifacts of replaced releases that the live release does not use (a config release
+    shares its build with the release it replaced)."""
+    keep = {live.artifact, live.build_artifact}
+    made = [a for spec in previous for a in (spec.artifact, spec.build_artifact)]
+    return [a for a in dict.fromkeys(made) if a and a not in keep]

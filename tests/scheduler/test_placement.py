@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dockyard.scheduler.placement import disposable_artifacts, drain_time, old, wanted
+from dockyard.scheduler.placement import (
+    disposable_artifacts,
+    drain_time,
+    old,
+    replaced_artifacts,
+    wanted,
+)
 from dockyard.schemas.events import DeploySpec, InstanceRef
 from dockyard.schemas.plan import Plan, ProcessType
 from dockyard.schemas.state import LiveRelease
@@ -38,3 +44,12 @@ def test_a_failed_deploy_never_deletes_what_the_live_release_uses() -> None:
     assert disposable_artifacts(spec("img-new", "img-build"), live) == ["img-new"]
     assert disposable_artifacts(spec("img-x", "img-y"), None) == ["img-x", "img-y"]
     assert disposable_artifacts(spec("img-live", "img-build"), live) == []
+
+
+def test_replaced_releases_artifacts_go_unless_the_live_release_shares_them() -> None:
+    v1 = spec("img-v1-pre", "img-v1")
+    v2 = spec("img-v2-pre", "img-v2")
+    v3_config = spec("img-v3-pre", "img-v2")  # a config release of v2's build
+    assert replaced_artifacts([v1], v2) == ["img-v1-pre", "img-v1"]
+    assert replaced_artifacts([v1, v2], v3_config) == ["img-v1-pre", "img-v1", "img-v2-pre"]
+    assert replaced_artifacts([], v2) == []
