@@ -54,12 +54,14 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-async def test_the_webhook_receives_the_deploys_events(receiver: Receiver, tmp_path: Path) -> None:
-    running = await start_running(tmp_path, "process", webhook_url=receiver.url,
+@pytest.mark.parametrize("runtime", ["process", "docker"])
+async def test_the_webhook_receives_the_deploys_events(runtime: str, receiver: Receiver,
+                                                       tmp_path: Path) -> None:
+    running = await start_running(tmp_path, runtime, webhook_url=receiver.url,
                                   webhook_secret=SECRET)
     try:
         app = running.app_name("hooked")
-        end = await running.client.deploy(app, make_app(tmp_path / "v1", "process", "v1"),
+        end = await running.client.deploy(app, make_app(tmp_path / "v1", runtime, "v1"),
                                           Followers(), timeout=120)
         assert isinstance(end, DeploySucceeded)
         import asyncio

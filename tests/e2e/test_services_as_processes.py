@@ -11,27 +11,36 @@ import sys
 from pathlib import Path
 
 import nats
+import pytest
 
 from dockyard.bus.embedded import free_port, start_nats
 from dockyard.bus.service import SERVICES
-from dockyard.runtime.process import ProcessRuntime
+from dockyard.runtime.select import Runtimes
+from dockyard.settings import Settings
+from tests.docker_support import ensure_test_image, require_docker
 from tests.e2e.apps import get, make_app
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
 
-async def test_six_services_as_six_processes_complete_a_deploy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["process", "docker"])
+async def test_six_services_as_six_processes_complete_a_deploy(runtime: str,
+                                                                tmp_path: Path) -> None:
+    if runtime == "docker":
+        require_docker()
+        ensure_test_image()
     bus = start_nats(tmp_path / "nats")
     port = free_port()
     env = {**os.environ, "DOCKYARD_NATS_URL": bus.url, "DOCKYARD_DATA_DIR": str(tmp_path / "data"),
-           "DOCKYARD_HTTP_PORT": str(port), "DOCKYARD_RUNTIME": "process",
+           "DOCKYARD_HTTP_PORT": str(port), "DOCKYARD_RUNTIME": runtime,
            "DOCKYARD_DRAIN": "0.5", "DOCKYARD_LOG_LEVEL": "WARNING", "COLUMNS": "200"}
+    # Each service's own log goes to a file (a pipe nobody reads could fill and block it).
     procs = {name: subprocess.Popen([DOCKYARD, "service", name], env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE)
+                                    stderr=open(tmp_path / f"{name}.log", "wb"))  # noqa: SIM115
              for name in SERVICES}
     try:
-        src = make_app(tmp_path / "v1", "process", "v1", postdeploy="echo gate-open")
+        src = make_app(tmp_path / "v1", runtime, "v1", postdeploy="echo gate-open")
         result = await asyncio.to_thread(
             subprocess.run, [DOCKYARD, "deploy", "solo", str(src)], env=env,
             capture_output=True, text=True, timeout=180)
@@ -66,8 +75,10 @@ async def test_six_services_as_six_processes_complete_a_deploy(tmp_path: Path) -
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes[name] = "killed"
-        runtime = ProcessRuntime(tmp_path / "data" / "process")
-        for ref in await runtime.list_instances("solo"):
-            await runtime.stop_instance(ref, 2)
+        runtimes = Runtimes(Settings(data_dir=tmp_path / "data", runtime=runtime))
+        rt = await runtimes.get(runtime)
+        for ref in await rt.list_instances("solo"):
+            await rt.stop_instance(ref, 2)
+        await runtimes.close()
         bus.stop()
     assert all(code == 0 for code in codes.values()), f"services did not stop cleanly: {codes}"
