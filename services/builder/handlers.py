@@ -11,7 +11,7 @@ import structlog
 from faststream.nats.annotations import NatsMessage
 
 from dockyard.builder import queue, releases, source
-from dockyard.bus.broker import Rejected
+from dockyard.bus.broker import Rejected, publish
 from dockyard.bus.logs import DeployLog, heading
 from dockyard.bus.service import ServiceContext
 from dockyard.pipeline import cancel, config, lock, runs
@@ -59,8 +59,9 @@ class Builder:
         """Queue the request; when its turn comes, build it."""
         if not APP_NAME.match(cmd.app):
             raise Rejected(f"invalid app name {cmd.app!r}: lowercase letters, digits, hyphens")
-        if await runs.replay(self.stores.runs, cmd.deployment_id, "build") is not None:
-            await self._republish(cmd.deployment_id, "build")
+        previous = await runs.replay(self.stores.runs, cmd.deployment_id, "build")
+        if previous is not None:  # a redelivery: announce the recorded outcome again (deduped)
+            await publish(self.ctx.broker, previous)
             return
         reason = await cancel.reason(self.stores.cancel, cmd.deployment_id)
         if reason is not None:
@@ -86,13 +87,6 @@ class Builder:
         """Mark the deployment cancelled; whoever works on it stops and reports `cancelled`."""
         await cancel.request(self.stores.cancel, cmd.deployment_id, cmd.reason)
         log.info("cancel requested", app=cmd.app, deployment_id=cmd.deployment_id)
-
-    async def _republish(self, deployment_id: str, step: str) -> None:
-        event = await runs.replay(self.stores.runs, deployment_id, step)
-        if event is not None:
-            from dockyard.bus.broker import publish
-
-            await publish(self.ctx.broker, event)
 
     async def _cancel_queued(self, cmd: DeployRequested, reason: str) -> None:
         await queue.change(self.stores.state, cmd.app, lambda q: queue.remove(q, cmd.deployment_id))
