@@ -27,7 +27,8 @@ def app(root: Path, version: int, runtime: str) -> Path:
     (root / "www").mkdir()
     (root / "www" / "index.html").write_text(f"v{version}\n")
     if runtime == "docker":
-        (root / "Dockerfile").write_text("FROM dockyard-test/busybox:latest\nCOPY . /app\nWORKDIR /app\n")
+        (root / "Dockerfile").write_text(
+            "FROM dockyard-test/busybox:latest\nCOPY . /app\nWORKDIR /app\n")
         web = "exec busybox httpd -f -p $PORT -h www"
     else:
         web = "exec python3 -m http.server $PORT --bind 127.0.0.1 --directory www"
@@ -46,7 +47,7 @@ async def main(runtime: str, deploys: int) -> None:
         for n in range(1, deploys + 1):
             started = time.monotonic()
             end = await client.deploy("bench", app(work / f"v{n}", n, runtime), Followers(),
-                                      timeout=300)
+                                      wait=300)
             times.append(time.monotonic() - started)
             assert end.type == "dockyard.deploy.succeeded", end
     finally:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from dockyard.runtime.engine import docker_available
 
 TEST_IMAGE = "dockyard-test/busybox:latest"

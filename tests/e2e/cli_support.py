@@ -1,4 +1,5 @@
-"""Helpers of the manifest, config, logs, first-deploy and example e2e tests: the CLI as a user runs it."""
+"""Helpers of the manifest, config, logs, first-deploy and example e2e tests:
+the CLI as a user runs it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nats.js.errors import KeyNotFoundError
-
 from dockyard.client import Followers
-from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine
+from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine
+from dockyard.state.locks import open_locks
 from tests.e2e.conftest import Running
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
@@ -27,15 +27,16 @@ def cli_env(running: Running) -> dict[str, str]:
             "DOCKYARD_HTTP_PORT": str(running.port), "COLUMNS": "400", "NO_COLOR": "1"}
 
 
-async def cli(running: Running, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+async def cli(running: Running, *args: str,
+              time_limit: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `dockyard ARGS...` as a subprocess against the running stack."""
     return await asyncio.to_thread(subprocess.run, [DOCKYARD, *args], env=cli_env(running),
-                                   capture_output=True, text=True, timeout=timeout)
+                                   capture_output=True, text=True, timeout=time_limit)
 
 
 def deployment_of(output: str) -> str:
     """The deployment id `dockyard deploy` printed at its end."""
-    found = DEPLOYMENT.findall(output)
+    found: list[str] = DEPLOYMENT.findall(output)
     assert found, output
     return found[-1]
 
@@ -64,7 +65,7 @@ class Deployed:
 
 
 async def deploy(running: Running, app: str, src: Path | None, *, kind: str = "source",
-                 timeout: float = 240) -> Deployed:
+                 wait: float = 240) -> Deployed:
     """Deploy through the client library and keep every log line."""
     lines: list[LogLine] = []
 
@@ -72,7 +73,7 @@ async def deploy(running: Running, app: str, src: Path | None, *, kind: str = "s
         lines.append(line)
 
     end = await running.client.deploy(app, src, Followers(on_line=on_line), kind=kind,
-                                      timeout=timeout)
+                                      wait=wait)
     await asyncio.sleep(0.3)  # the last lines of the log
     return Deployed(end=end, lines=lines)
 
@@ -84,12 +85,8 @@ async def events_of(running: Running, app: str, deployment_id: str | None = None
 
 
 async def lock_holder(running: Running, app: str) -> str | None:
-    """The value of the app's key in the dockyard_locks KV bucket, if there is one."""
-    try:
-        entry = await running.client.stores.locks.get(app)
-    except KeyNotFoundError:
-        return None
-    return entry.value.decode() if entry.value else None
+    """The deployment holding the app's lock (the dockyard_locks bucket), if any."""
+    return await (await open_locks(await running.js_as("builder"), "test")).holder(app)
 
 
 async def wait_lock_free(running: Running, app: str, within: float = 10.0) -> str | None:
@@ -111,5 +108,8 @@ def index_of(lines: list[str], needle: str) -> int:
 
 
 def cells(row: str) -> list[str]:
-    """The cells of one row of a table the CLI printed."""
+    """The cells of one row of a table the CLI printed: tab-separated into a pipe (as tests
+    read it), boxed on a terminal."""
+    if "\t" in row:
+        return row.split("\t")
     return [c.strip() for c in row.strip().strip("│┃").split("│")]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
+from dockyard.bus.auth import Credentials
 from dockyard.bus.embedded import free_port
-from dockyard.bus.service import SERVICES
+from dockyard.bus.service import SERVICES, connect
 from dockyard.client import DockyardClient
+from dockyard.runtime.apptree import remove_tree
+from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
 from dockyard.stack import Stack, start_stack
@@ -31,12 +37,22 @@ class Running:
     runtime: str
     port: int
     apps: set[str] = field(default_factory=set)
+    # Connections as other identities (a test looking at a service's state, as that service).
+    peers: dict[str, Client] = field(default_factory=dict)
 
     def app_name(self, stem: str) -> str:
         """A fresh app name for one test (remembered, so its instances are stopped at the end)."""
         name = f"{stem}-{self.runtime[0]}{next(_names)}"
         self.apps.add(name)
         return name
+
+    async def js_as(self, identity: str) -> JetStreamContext:
+        """JetStream as one of the stack's identities (its seed is in the data dir)."""
+        if identity not in self.peers:
+            self.peers[identity] = await connect(
+                self.settings.bus_url(), f"test-as-{identity}",
+                Credentials.load(self.settings.keys_dir, identity))
+        return self.peers[identity].jetstream()
 
     async def instances(self, app: str) -> list:  # type: ignore[type-arg]
         """The app's instances as the runtime sees them."""
@@ -54,6 +70,10 @@ async def start_running(tmp: Path, runtime: str, services: tuple[str, ...] = SER
         require_docker()
         ensure_test_image()
     port = free_port()
+    # The apps' trees must be reachable by the apps' own users (process runtime as root):
+    # pytest's tmp dirs are root's alone (0700), so they get a directory of their own.
+    if "apps_dir" not in overrides:
+        overrides["apps_dir"] = tempfile.mkdtemp(prefix="dockyard-apps-")
     settings = Settings.from_env(env={}, data_dir=tmp / "data", http_port=port, runtime=runtime,
                                  drain=0.5, kill_grace=2.0, **overrides)
     stack = await start_stack(settings, services)
@@ -65,21 +85,28 @@ async def start_running(tmp: Path, runtime: str, services: tuple[str, ...] = SER
 async def stop_running(running: Running) -> None:
     """Stop the stack and every app instance it started."""
     await running.client.close()
+    for peer in running.peers.values():
+        await peer.close()
     runtimes = Runtimes(running.settings)
     try:
         rt = await runtimes.get(running.runtime)
         for app in _apps(running):
             for ref in await rt.list_instances(app):
                 await rt.stop_instance(ref, 1.0)
+        if isinstance(rt, ProcessRuntime):
+            for app in _apps(running):
+                await rt.remove_app(app)  # its tree and its user
     finally:
         await runtimes.close()
         await running.stack.stop()
+        remove_tree(running.settings.apps_root)
 
 
 def _apps(running: Running) -> set[str]:
-    root = running.settings.data_dir / "process" / "instances"
-    names = {p.name for p in root.iterdir()} if root.exists() else set()
-    return names | running.apps
+    names = set(running.apps)
+    for root in (running.settings.data_dir / "process" / "instances", running.settings.apps_root):
+        names |= {p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set()
+    return names
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)

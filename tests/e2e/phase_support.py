@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nats.js.errors import KeyNotFoundError
 
 from dockyard.api.app import read_api_url
-from dockyard.client import Followers, Terminal
-from dockyard.schemas import subjects
-from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine
+from dockyard.client import Followers
+from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine, Terminal
+from dockyard.state.locks import open_locks
 from tests.e2e.apps import get, make_app
 from tests.e2e.conftest import Running
 
@@ -44,7 +43,7 @@ async def deploy(running: Running, app: str, src: Path,
                  seen: Seen | None = None) -> tuple[Terminal, Seen]:
     """Deploy a source tree and follow it to its end."""
     seen = seen or Seen()
-    end = await running.client.deploy(app, src, seen.followers(), timeout=DEPLOY_TIMEOUT)
+    end = await running.client.deploy(app, src, seen.followers(), wait=DEPLOY_TIMEOUT)
     return end, seen
 
 
@@ -65,9 +64,9 @@ async def texts_of(running: Running, deployment_id: str) -> list[str]:
 
 
 async def events_of(running: Running, app: str, deployment_id: str | None = None,
-                    until: str | None = None, timeout: float = 30.0) -> list[AnyEvent]:
+                    until: str | None = None, within: float = 30.0) -> list[AnyEvent]:
     """An app's events on the bus (of one deployment), optionally waiting for a type to show."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         found = [e for e in await running.client.events(app, idle=0.3)
                  if deployment_id is None or e.deployment_id == deployment_id]
@@ -88,16 +87,17 @@ def api_base(running: Running) -> str:
 
 async def api_get(running: Running, path: str) -> Any:
     # Async: the api service runs in this very event loop (the stack is in-process).
-    async with httpx.AsyncClient(timeout=10) as http:
+    token = running.settings.api_token_file.read_text().strip()
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         response = await http.get(api_base(running) + path)
     response.raise_for_status()
     return response.json()
 
 
 async def api_deployment(running: Running, deployment_id: str, status: str,
-                         timeout: float = 20.0) -> dict[str, Any]:
+                         within: float = 20.0) -> dict[str, Any]:
     """The api's record of a deployment, once the projection shows the given status."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             row: dict[str, Any] = await api_get(running, f"/deployments/{deployment_id}")
@@ -110,18 +110,11 @@ async def api_deployment(running: Running, deployment_id: str, status: str,
 
 async def lock_holder(running: Running, app: str) -> str | None:
     """Who holds the app's lock in the KV bucket (None when free)."""
-    kv = await running.client.stores.js.key_value(subjects.KV_LOCKS)
-    try:
-        entry = await kv.get(app)
-    except KeyNotFoundError:
-        return None
-    if entry.value is None or entry.operation in ("DEL", "PURGE"):
-        return None
-    return entry.value.decode()
+    return await (await open_locks(await running.js_as("builder"), "test")).holder(app)
 
 
-async def assert_lock_free(running: Running, app: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def assert_lock_free(running: Running, app: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while (holder := await lock_holder(running, app)) is not None:
         assert time.monotonic() < deadline, f"lock of {app} still held by {holder}"
         await asyncio.sleep(0.2)
@@ -147,9 +140,9 @@ def containers_of(deployment_id: str) -> list[str]:
 
 
 async def assert_nothing_left(running: Running, deployment_id: str, marker: str,
-                              timeout: float = 10.0) -> None:
+                              within: float = 10.0) -> None:
     """The deployment's commands left no process (process runtime) or container (docker)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         left = await asyncio.to_thread(
             processes_matching if running.runtime == "process" else containers_of,
@@ -199,7 +192,7 @@ async def assert_failed_cleanly(running: Running, app: str, end: Terminal, statu
                                 old_release: int) -> DeployFailed:
     """Failed with status; old release serves and alone runs; api agrees; lock free."""
     assert isinstance(end, DeployFailed), end
-    assert end.status == status, (end.status, end.reason)
+    assert end.data.status == status, (end.data.status, end.data.reason)
     serves(running, app, "v1")
     assert await releases_running(running, app) == {old_release}
     row = await api_deployment(running, end.deployment_id, status)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from dockyard.client import Followers
-from dockyard.schemas.events import DeploySucceeded
+from dockyard.contract.events import DeploySucceeded
 from tests.e2e.apps import get, make_app
 from tests.e2e.conftest import Running
 
@@ -23,7 +23,7 @@ def exists(running: Running, artifact: str) -> bool:
 async def artifacts_of(running: Running, app: str, deployment_id: str) -> set[str]:
     found = set()
     for event in await running.client.events(app, idle=0.3):
-        spec = getattr(event, "spec", None)
+        spec = getattr(event.data, "spec", None)
         if event.deployment_id == deployment_id and spec is not None:
             found |= {a for a in (spec.artifact, spec.build_artifact) if a}
     return found
@@ -40,7 +40,7 @@ async def test_a_replaced_release_leaves_no_artifact(running: Running, tmp_path:
     v1 = await running.client.deploy(
         app, make_app(tmp_path / "v1", running.runtime, "v1",
                       toml='[[predeploy]]\ncommand = "echo one > www/stamp.txt"\n'),
-        Followers(), timeout=240)
+        Followers(), wait=240)
     assert isinstance(v1, DeploySucceeded), v1
     old = await artifacts_of(running, app, v1.deployment_id)
     assert len(old) == 2 and all(exists(running, a) for a in old)
@@ -48,7 +48,7 @@ async def test_a_replaced_release_leaves_no_artifact(running: Running, tmp_path:
     v2 = await running.client.deploy(
         app, make_app(tmp_path / "v2", running.runtime, "v2",
                       toml='[[predeploy]]\ncommand = "echo two > www/stamp.txt"\n'),
-        Followers(), timeout=240)
+        Followers(), wait=240)
     assert isinstance(v2, DeploySucceeded), v2
     for _ in range(100):
         if await retired(running, app, v2.deployment_id):

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from dockyard.api_client import api_get
-from dockyard.schemas.events import DeploySucceeded
+from dockyard.contract.events import DeploySucceeded
 from tests.e2e.apps import get, make_app
 from tests.e2e.cli_support import cli, deploy, deployment_of, events_of
 from tests.e2e.conftest import Running
@@ -37,7 +37,8 @@ async def releases_of(running: Running, app: str, count: int) -> list[dict]:  # 
         await asyncio.sleep(0.2)
 
 
-async def test_config_set_and_unset_release_the_same_build(running: Running, tmp_path: Path) -> None:
+async def test_config_set_and_unset_release_the_same_build(running: Running,
+                                                            tmp_path: Path) -> None:
     app = running.app_name("greet")
     v1 = await deploy(running, app, greeting_app(tmp_path / "src", running.runtime))
     assert isinstance(v1.end, DeploySucceeded), (v1.end, v1.text)
@@ -81,7 +82,7 @@ async def test_config_set_and_unset_release_the_same_build(running: Running, tmp
 async def test_config_before_any_release_is_stored_for_the_first_deploy(
         running: Running, tmp_path: Path) -> None:
     app = running.app_name("early")
-    proc = await cli(running, "config", "set", app, "GREETING=hello")
+    proc = await cli(running, "config", "set", app, "GREETING=hello", "--create")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no release yet" in proc.stdout
     assert await events_of(running, app) == [], "nothing is deployed by storing config"
@@ -96,7 +97,7 @@ async def test_config_before_any_release_is_stored_for_the_first_deploy(
 
 async def test_bad_assignments_are_refused_and_change_nothing(running: Running) -> None:
     app = running.app_name("badcfg")
-    ok = await cli(running, "config", "set", app, "KEEP=kept")
+    ok = await cli(running, "config", "set", app, "KEEP=kept", "--create")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     before = await running.client.config_show(app)
     for pair, problem in (("FOO", "'FOO' is not KEY=VALUE"),

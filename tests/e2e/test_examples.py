@@ -1,4 +1,5 @@
-"""The bundled examples deploy with `dockyard deploy` (process runtime: they run python3) and their hooks run."""
+"""The bundled examples deploy with `dockyard deploy`
+(process runtime: they run python3) and their hooks run."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def test_example_deploys_and_runs_its_hooks(stack: Running, example: str) 
         assert get(stack.port, app, "/healthz").status_code == 200
         for heading in ("===== predeploy =====", "----- Bake build stamp (1/1) -----",
                         "----- Migrate database (1/2) -----", "----- Check config (2/2) -----",
-                        "===== after-switch ====="):
+                        "===== after_switch ====="):
             assert heading in lines, (heading, proc.stdout)
 
 

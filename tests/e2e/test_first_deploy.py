@@ -1,4 +1,5 @@
-"""Before its first release is switched in, an app's host answers 503 with Retry-After; unknown hosts 404."""
+"""Before its first release is switched in, an app's host answers 503 with Retry-After;
+unknown hosts 404."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from dockyard.client import Followers
-from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded
+from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded
 from tests.e2e.apps import aget, get, make_app
 from tests.e2e.conftest import Running
 
@@ -41,7 +42,7 @@ async def _deploy_while_polling(running: Running, app: str, src: Path
 
     poller = asyncio.create_task(poll())
     try:
-        end = await running.client.deploy(app, src, Followers(on_event=on_event), timeout=240)
+        end = await running.client.deploy(app, src, Followers(on_event=on_event), wait=240)
         await asyncio.sleep(1.5)  # and a little past the end
     finally:
         stop.set()
@@ -56,7 +57,8 @@ async def test_first_deploy_answers_503_then_200(running: Running, tmp_path: Pat
     end, seen, marks = await _deploy_while_polling(running, app, src)
     assert isinstance(end, DeploySucceeded), end
 
-    during = [s for s in seen if marks["dockyard.hook.started"] <= s[0] < marks["dockyard.hook.succeeded"]]
+    during = [s for s in seen
+              if marks["dockyard.hook.started"] <= s[0] < marks["dockyard.hook.succeeded"]]
     assert len(during) > 10, "the poller ran through the 3 s postdeploy"
     assert {(code, retry is not None) for _, code, retry in during} == {(503, True)}, during
     assert all(int(retry or 0) > 0 for _, _, retry in during)
@@ -67,11 +69,12 @@ async def test_first_deploy_answers_503_then_200(running: Running, tmp_path: Pat
     assert get(running.port, f"{app}-nobody").status_code == 404
 
 
-async def test_failed_first_deploy_leaves_the_host_unowned(running: Running, tmp_path: Path) -> None:
+async def test_failed_first_deploy_leaves_the_host_unowned(running: Running,
+                                                            tmp_path: Path) -> None:
     app = running.app_name("firstfail")
     src = make_app(tmp_path / "v1", running.runtime, "v1", postdeploy="sleep 2; exit 1")
     end, seen, _ = await _deploy_while_polling(running, app, src)
-    assert isinstance(end, DeployFailed) and end.status == "hook-error", end
+    assert isinstance(end, DeployFailed) and end.data.status == "hook-error", end
     assert any(code == 503 for _, code, _ in seen), seen
     assert not any(code == 200 for _, code, _ in seen), seen
 

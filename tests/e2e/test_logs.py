@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dockyard.client import Followers
-from dockyard.schemas.events import DeploySucceeded
+from dockyard.contract.events import DeploySucceeded
 from tests.e2e.apps import make_app
 from tests.e2e.cli_support import DOCKYARD, cells, cli, cli_env, index_of
 from tests.e2e.conftest import Running
@@ -46,7 +46,7 @@ async def test_logs_follow_streams_live_and_the_records_read_back(
             seen.append((time.monotonic(), line.decode().rstrip("\n")))
 
     async def wait_end() -> None:
-        watch_done.set_result(await running.client.follow(app, dep, Followers(), timeout=240))
+        watch_done.set_result(await running.client.follow(app, dep, Followers(), wait=240))
 
     try:
         await asyncio.wait_for(asyncio.gather(read(), wait_end()), timeout=240)
@@ -82,9 +82,12 @@ async def test_logs_follow_streams_live_and_the_records_read_back(
     assert events.returncode == 0, events.stderr
     objects = [json.loads(line) for line in events.stdout.splitlines()]
     assert objects and all(o["subject"] == app for o in objects)
-    assert all({"type", "subject", "deployment_id"} <= o.keys() for o in objects)
-    mine = [o["type"] for o in objects if o["deployment_id"] == dep]
-    assert mine[0] == "dockyard.deploy.queued" and mine[-1] == "dockyard.deploy.succeeded", mine
+    assert all({"type", "subject", "deploymentid", "data"} <= o.keys() for o in objects)
+    mine = [o["type"] for o in objects if o["deploymentid"] == dep]
+    assert mine[0] == "dockyard.deploy.queued" and "dockyard.deploy.succeeded" in mine, mine
+    # Success comes before retirement: only the old instances' retirement may follow it.
+    after = mine[mine.index("dockyard.deploy.succeeded") + 1:]
+    assert after in ([], ["dockyard.retire.succeeded"]), mine
 
     async def status_says_live() -> str | None:
         st = await cli(running, "status", app)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dockyard.schemas.events import DeployFailed, DeploySucceeded
+from dockyard.client import ClientError
+from dockyard.contract.events import DeployFailed, DeploySucceeded
 from tests.e2e.apps import get, make_app
 from tests.e2e.cli_support import (
     cells,
@@ -21,6 +24,7 @@ from tests.e2e.cli_support import (
     wait_lock_free,
 )
 from tests.e2e.conftest import Running
+from tests.runtime.process_support import reachable_tmp, remove
 
 MERGE_TOML = """\
 [[postdeploy]]
@@ -78,7 +82,7 @@ async def test_operator_hook_runs_after_the_repository_and_can_be_removed(
         running: Running, tmp_path: Path) -> None:
     app = running.app_name("ophook")
     added = await cli(running, "hooks", "add", app, "postdeploy", "--label", "Warm cache",
-                      "--", "echo", "warming")
+                      "--create", "--", "echo", "warming")
     assert added.returncode == 0, added.stdout + added.stderr
     assert "Warm cache" in added.stdout
 
@@ -95,7 +99,8 @@ async def test_operator_hook_runs_after_the_repository_and_can_be_removed(
     assert (row[0], row[1], row[3], row[5]) == ("postdeploy", "2", "echo warming", "operator")
     assert index_of(lines, "repo-postdeploy") < index_of(lines, "Warm cache")
 
-    bad = await cli(running, "hooks", "add", app, "postdeploi", "--label", "Typo", "--", "echo", "x")
+    bad = await cli(running, "hooks", "add", app, "postdeploi", "--label", "Typo", "--",
+                    "echo", "x")
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "unknown phase `postdeploi`" in bad.stderr and "postdeploy" in bad.stderr
     plan, _ = await running.client.plan(app)
@@ -127,14 +132,22 @@ command = "echo own-release-wins"
 
 async def test_django_preset_runs_below_the_repository(running: Running, tmp_path: Path) -> None:
     """The preset's predeploy runs (python manage.py: real python3 on the process runtime's host
-    PATH; a shell stand-in for `python` in the busybox image); dockyard.toml replaces its release."""
+    PATH; a shell stand-in for `python` in the busybox image); dockyard.toml replaces its
+    release."""
     app = running.app_name("django")
     files = {"manage.py": MANAGE_PY}
     if running.runtime == "docker":
         files["python"] = PYTHON_SHIM
         files["Dockerfile"] = ("FROM dockyard-test/busybox:latest\nCOPY . /app\nWORKDIR /app\n"
                                "RUN cp /app/python /bin/python && chmod +x /bin/python\n")
+    else:
+        # The hook runs as the app's own user (Dockyard as root), who may not reach the host's
+        # `python` (root's pyenv): the app brings one, on its own PATH, that runs python3.
+        files["bin/python"] = '#!/bin/sh\nexec python3 "$@"\n'
+        await running.client.config_change(app, {"PATH": f"bin:{os.defpath}"}, [])
     src = make_app(tmp_path / "src", running.runtime, "v1", toml=PRESET_TOML, files=files)
+    if running.runtime == "process":
+        (src / "bin" / "python").chmod(0o755)
     done = await deploy(running, app, src)
     assert isinstance(done.end, DeploySucceeded), (done.end, done.text)
     assert "plan: release: dockyard.toml wins over preset django" in done.system
@@ -173,8 +186,10 @@ async def live(running: Running, tmp_path_factory: pytest.TempPathFactory) -> As
 
 MALFORMED = {
     "bad-toml": ({"dockyard.toml": "[health]\npath = \"/up\"\ntimeout = \n"}, "dockyard.toml:3"),
-    "bad-json": ({"app.json": '{\n  "scripts": {\n    "postdeploy": "echo hi",\n  }\n}\n'},
-                 "app.json:4"),
+    "bad-json": ({"app.json": '{\n  "scripts": {\n    "postdeploy": "echo hi"\n    "x": 1\n'
+                              '  }\n}\n'},
+                 "app.json:4: JSON is malformed: expected ',' or '}' (// and /* */ comments and"
+                 " trailing commas are accepted"),
     "procfile-no-colon": ({"Procfile": "web: true\nrelease: echo ok\nworker python worker.py\n"},
                           "Procfile:3"),
     "unknown-phase": ({"dockyard.toml": "# hooks\n\n[[predeploi]]\ncommand = \"echo x\"\n"},
@@ -204,7 +219,8 @@ async def test_malformed_manifest_fails_before_anything_runs(
     dep = deployment_of(proc.stdout)
     events = await events_of(running, live.app, dep)
     end = [e for e in events if isinstance(e, DeployFailed)]
-    assert len(end) == 1 and end[0].status == "build-error" and expected in end[0].reason, end
+    assert len(end) == 1 and end[0].data.status == "build-error", end
+    assert expected in end[0].data.reason, end
     types = {e.type.removeprefix("dockyard.") for e in events}
     assert types <= {"deploy.queued", "build.started", "build.failed", "deploy.aborted",
                      "deploy.failed"}, types
@@ -212,3 +228,77 @@ async def test_malformed_manifest_fails_before_anything_runs(
     assert await wait_lock_free(running, live.app) is None
     response = get(running.port, live.app)
     assert response.status_code == 200 and response.text == "app v1\n"
+
+
+# ---------------------------------------------------------------- manifests as real apps write them
+
+# A Dokku-style app.json (comments, trailing commas, a URL holding `//`) whose Heroku-style
+# `scripts.postdeploy` seeds a database: Heroku and Dokku run it on the first deploy only.
+SEED_APPJSON = """\
+{{
+  // https://dokku.com/docs/advanced-usage/deployment-tasks/
+  "name": "seeded",
+  "repository": "https://example.com//seeded", /* not a comment inside a string */
+  "scripts": {{
+    "postdeploy": {command},
+  }},
+}}
+"""
+SKIPPED = re.compile(r"skipped '.*' \[app\.json:scripts\.postdeploy\]: it runs on the app's first "
+                     r"deploy only, and v\d+ is live")
+
+
+@pytest.mark.parametrize(("setting", "runs"), [(None, 1), ("every", 2)])
+async def test_app_json_postdeploy_runs_once_unless_every(
+        running: Running, tmp_path: Path, setting: str | None, runs: int) -> None:
+    app = running.app_name("seed" if setting is None else f"seed-{setting}")
+    # The hook runs as the app's own user (as root): the counter must be somewhere it may write.
+    shared = reachable_tmp("dockyard-counter-")
+    shared.chmod(0o1777)
+    counter = shared / "counter"
+    # Docker one-offs have no host mounts: there the deploy logs are the counter.
+    command = ("echo seeded-the-database" if running.runtime == "docker"
+               else f"echo seeded-the-database && echo x >> {counter}")
+    toml = None if setting is None else f'appjson_postdeploy = "{setting}"\n'
+    src = make_app(tmp_path / "src", running.runtime, "v1", toml=toml,
+                   files={"app.json": SEED_APPJSON.format(command=json.dumps(command))})
+    procfile = src / "Procfile"
+    procfile.write_text("// Dokku (procfile-util) comment\n# classic comment\n"
+                        + procfile.read_text())
+
+    first = await deploy(running, app, src)
+    assert isinstance(first.end, DeploySucceeded), (first.end, first.text)
+    assert "seeded-the-database" in first.out, first.text
+    assert not any(SKIPPED.search(line) for line in first.system), first.system
+
+    second = await deploy(running, app, src)
+    assert isinstance(second.end, DeploySucceeded), (second.end, second.text)
+    ran = [d for d in (first, second) if "seeded-the-database" in d.out]
+    assert len(ran) == runs, second.text
+    skipped = [line for line in second.system if SKIPPED.search(line)]
+    assert len(skipped) == (1 if runs == 1 else 0), second.system
+    if runs == 1:
+        assert f"v{first.end.release} is live" in skipped[0]
+    try:
+        if running.runtime == "process":
+            assert counter.read_text().splitlines() == ["x"] * runs
+        assert get(running.port, app).text == "app v1\n"
+    finally:
+        remove(shared)
+
+
+async def test_app_names_longer_than_63_characters_are_refused(
+        running: Running, tmp_path: Path) -> None:
+    name = "a" * 64
+    message = f"invalid app name '{name}': is 64 characters long (at most 63)"
+    src = make_app(tmp_path / "src", running.runtime, "v1")
+    for args in (("deploy", name, str(src)), ("status", name), ("config", "set", name, "A=1"),
+                 ("hooks", name), ("notify", "add", name, "ops", "http://127.0.0.1:9/x"),
+                 ("notify", "ls", name), ("events", "--app", name)):
+        proc = await cli(running, *args)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stdout, proc.stderr)
+    with pytest.raises(ClientError, match=re.escape(message)):
+        await running.client.request_deploy(name, src)
+    with pytest.raises(ClientError, match=re.escape(message)):
+        await running.client.events(name)
+    assert await running.client.events("a" * 63) == []

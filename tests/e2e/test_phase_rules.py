@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from dockyard.client import Followers
-from dockyard.schemas.events import (
+from dockyard.contract.events import (
     AnyEvent,
     CommandFinished,
     CommandStarted,
@@ -17,6 +17,7 @@ from dockyard.schemas.events import (
     DeploySucceeded,
     HookStarted,
 )
+from dockyard.contract.phase import Phase
 from tests.e2e.apps import make_app
 from tests.e2e.conftest import Running
 from tests.e2e.phase_support import (
@@ -61,17 +62,18 @@ command = '{_print_env("as:")}'
     async def on_event(event: AnyEvent) -> None:
         # While postdeploy runs, the config changes: the next phase of this deploy must still
         # see the config its release was made with.
-        if isinstance(event, CommandStarted) and event.hook_phase == "postdeploy":
-            changed.append(await running.client.config_change(app, {"GREETING": "later"}, []))
+        if isinstance(event, CommandStarted) and event.data.hook_phase == Phase.POSTDEPLOY:
+            changed.append(
+                (await running.client.config_change(app, {"GREETING": "later"}, [])).version)
 
     end, seen = await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1",
                                                      toml=toml), Seen(on_event=on_event))
     assert isinstance(end, DeploySucceeded), end
     assert changed, "the config changed during postdeploy"
-    artifact = next(e for e in seen.events if isinstance(e, HookStarted)).spec.artifact
+    artifact = next(e for e in seen.events if isinstance(e, HookStarted)).data.spec.artifact
     texts = await texts_of(running, end.deployment_id)
     for prefix, container, phase in (("pd:", "postdeploy-1", "postdeploy"),
-                                     ("as:", "after-switch-1", "after-switch")):
+                                     ("as:", "after_switch-1", "after_switch")):
         printed = dict(t[len(prefix):].split("=", 1) for t in texts if t.startswith(prefix))
         assert printed == {"APP": app, "CONTAINER": container, "CONTAINER_VERSION": artifact,
                            "DOCKYARD_RELEASE": str(end.release),
@@ -91,11 +93,11 @@ command = 'echo "token is $SECRET_TOKEN"; echo "$SECRET_TOKEN" >&2; exit 3'
 """
     end, _ = await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1",
                                                   toml=toml))
-    assert isinstance(end, DeployFailed) and end.status == "hook-error", end
+    assert isinstance(end, DeployFailed) and end.data.status == "hook-error", end
     texts = await texts_of(running, end.deployment_id)
     assert "token is [REDACTED]" in texts and "[REDACTED]" in texts
     assert not [t for t in texts if secret in t]
-    assert "token is [REDACTED]" in end.tail
+    assert "token is [REDACTED]" in end.data.tail
 
     raw: list[bytes] = []
 
@@ -131,7 +133,7 @@ command = 'echo "status=$DOCKYARD_FAILURE_STATUS"; echo "reason=$DOCKYARD_FAILUR
     await assert_failed_cleanly(running, app, end, "hook-error", old)
     texts = await texts_of(running, end.deployment_id)
     assert_in_order(texts, [
-        "===== postdeploy =====", "checking", "===== on-failure =====",
+        "===== postdeploy =====", "checking", "===== on_failure =====",
         r"----- Tell \(1/1\) -----", "status=hook-error",
         "reason=postdeploy command 'Check' exited with code 3",
     ])
@@ -147,16 +149,16 @@ command = 'i=1; while [ $i -le 150 ]; do echo "line-$i"; i=$((i+1)); done; exit 
     end, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                   toml=toml))
     failed = await assert_failed_cleanly(running, app, end, "hook-error", old)
-    assert failed.exit_code == 4
-    assert len(failed.tail) <= 100
-    assert "line-150" in failed.tail
-    numbered = [t for t in failed.tail if t.startswith("line-")]
+    assert failed.data.exit_code == 4
+    assert len(failed.data.tail) <= 100
+    assert "line-150" in failed.data.tail
+    numbered = [t for t in failed.data.tail if t.startswith("line-")]
     assert numbered == [f"line-{i}" for i in range(150 - len(numbered) + 1, 151)]
-    assert len(numbered) >= 90, failed.tail
-    assert not set(failed.tail) & {f"line-{i}" for i in range(1, 51)}
+    assert len(numbered) >= 90, failed.data.tail
+    assert not set(failed.data.tail) & {f"line-{i}" for i in range(1, 51)}
     finished = [e for e in await events_of(running, app, end.deployment_id)
                 if isinstance(e, CommandFinished)]
-    assert finished[-1].exit_code == 4 and finished[-1].tail[-1] == "line-150"
+    assert finished[-1].data.exit_code == 4 and finished[-1].data.tail[-1] == "line-150"
 
 
 async def test_deploys_of_one_app_run_one_at_a_time_in_request_order(
@@ -179,7 +181,7 @@ async def test_deploys_of_one_app_run_one_at_a_time_in_request_order(
         for watch in watches:
             await watch.close()
     assert isinstance(first, DeploySucceeded), first
-    assert isinstance(second, DeployFailed) and second.status == "hook-error", second
+    assert isinstance(second, DeployFailed) and second.data.status == "hook-error", second
     events = await events_of(running, app)
     seq = [(e.deployment_id, e.type) for e in events]
     at = {key: seq.index(key) for key in set(seq)}
@@ -208,7 +210,7 @@ command = 'echo "told status=$DOCKYARD_FAILURE_STATUS"'
     cancelled_at: list[float] = []
 
     async def on_event(event: AnyEvent) -> None:
-        if isinstance(event, CommandStarted) and event.hook_phase == "postdeploy":
+        if isinstance(event, CommandStarted) and event.data.hook_phase == Phase.POSTDEPLOY:
             await asyncio.sleep(1)  # let the command really run
             cancelled_at.append(time.monotonic())
             await running.client.cancel(app, event.deployment_id)
@@ -219,7 +221,7 @@ command = 'echo "told status=$DOCKYARD_FAILURE_STATUS"'
     assert time.monotonic() - cancelled_at[0] < 15
     await assert_failed_cleanly(running, app, end, "cancelled", old)
     texts = await texts_of(running, end.deployment_id)
-    assert_in_order(texts, ["===== postdeploy =====", "===== on-failure =====",
+    assert_in_order(texts, ["===== postdeploy =====", "===== on_failure =====",
                             "told status=cancelled"])
     await assert_nothing_left(running, end.deployment_id, marker)
 
@@ -241,7 +243,7 @@ async def test_cancel_a_queued_deploy(running: Running, tmp_path: Path) -> None:
     finally:
         for watch in watches:
             await watch.close()
-    assert isinstance(second, DeployFailed) and second.status == "cancelled", second
+    assert isinstance(second, DeployFailed) and second.data.status == "cancelled", second
     assert isinstance(first, DeploySucceeded), first
     events = await events_of(running, app, ids[1])
     assert "dockyard.build.started" not in types(events), types(events)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import httpx
 
-from dockyard.schemas.events import (
+from dockyard.contract.events import (
     CommandFinished,
     DeployFailed,
     DeploySucceeded,
     HookStarted,
+    RetireSucceeded,
     TrafficSwitched,
 )
 from tests.e2e.apps import get, make_app
@@ -83,10 +84,10 @@ async def test_every_phase_runs_in_order_under_its_heading(running: Running,
         "===== start =====",
         "===== postdeploy =====", r"----- Warm cache \(1/1\) -----", "postdeploy-ran",
         _done("Warm cache"),
-        "===== after-switch =====", r"----- Announce \(1/1\) -----", "after-switch-ran",
+        "===== after_switch =====", r"----- Announce \(1/1\) -----", "after-switch-ran",
         _done("Announce"),
     ])
-    assert "===== on-failure =====" not in texts and "on-failure-ran" not in texts
+    assert "===== on_failure =====" not in texts and "on-failure-ran" not in texts
 
     row = await api_deployment(running, end.deployment_id, "succeeded")
     assert row["status"] == "succeeded"
@@ -97,7 +98,7 @@ async def test_every_phase_runs_in_order_under_its_heading(running: Running,
         ("release", "Migrate", 1, 2, 0, "succeeded"),
         ("release", "Seed", 2, 2, 0, "succeeded"),
         ("postdeploy", "Warm cache", 1, 1, 0, "succeeded"),
-        ("after-switch", "Announce", 1, 1, 0, "succeeded"),
+        ("after_switch", "Announce", 1, 1, 0, "succeeded"),
     ], row["hook_runs"]
     assert all(isinstance(r["duration"], float) and r["duration"] >= 0 for r in row["hook_runs"])
 
@@ -118,7 +119,8 @@ command = "echo released > www/release.txt && cat www/predeploy.txt"
     texts = await texts_of(running, end.deployment_id)
     # release runs from the artifact predeploy made
     assert_in_order(texts, ["===== release =====", "built"])
-    assert (r := get(running.port, app, "/predeploy.txt")).status_code == 200 and r.text == "built\n"
+    assert ((r := get(running.port, app, "/predeploy.txt")).status_code == 200
+            and r.text == "built\n")
     assert get(running.port, app, "/release.txt").status_code == 404
 
 
@@ -128,8 +130,8 @@ async def test_failing_release_starts_nothing(running: Running, tmp_path: Path) 
     end, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                   toml=toml))
     failed = await assert_failed_cleanly(running, app, end, "release-error", old)
-    assert failed.exit_code == 7
-    assert "migrating" in failed.tail
+    assert failed.data.exit_code == 7
+    assert "migrating" in failed.data.tail
     events = await events_of(running, app, end.deployment_id)
     assert "dockyard.start.started" not in types(events), types(events)
     assert "dockyard.start.succeeded" not in types(events)
@@ -137,12 +139,13 @@ async def test_failing_release_starts_nothing(running: Running, tmp_path: Path) 
 
 async def test_failing_predeploy_is_a_release_error(running: Running, tmp_path: Path) -> None:
     app, old = await stable_app(running, tmp_path)
-    toml = '[[predeploy]]\ncommand = "echo collecting; exit 5"\n[[release]]\ncommand = "echo nope"\n'
+    toml = ('[[predeploy]]\ncommand = "echo collecting; exit 5"\n'
+            '[[release]]\ncommand = "echo nope"\n')
     end, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                   toml=toml))
     failed = await assert_failed_cleanly(running, app, end, "release-error", old)
-    assert failed.exit_code == 5
-    assert "predeploy" in failed.reason
+    assert failed.data.exit_code == 5
+    assert "predeploy" in failed.data.reason
     texts = await texts_of(running, end.deployment_id)
     assert "nope" not in texts and "===== release =====" not in texts
     assert "dockyard.start.started" not in types(await events_of(running, app, end.deployment_id))
@@ -181,7 +184,7 @@ async def test_http_health_path(running: Running, tmp_path: Path) -> None:
     end2, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                    toml=missing))
     failed = await assert_failed_cleanly(running, app, end2, "start-error", end.release)
-    assert "404" in failed.reason
+    assert "404" in failed.data.reason
 
 
 async def test_postdeploy_timeout_is_a_hook_error_with_exit_code_minus_128(
@@ -195,12 +198,12 @@ async def test_postdeploy_timeout_is_a_hook_error_with_exit_code_minus_128(
                                                   toml=toml))
     elapsed = time.monotonic() - started
     failed = await assert_failed_cleanly(running, app, end, "hook-error", old)
-    assert failed.exit_code == -128
+    assert failed.data.exit_code == -128
     assert elapsed < 25, elapsed
     finished = [e for e in await events_of(running, app, end.deployment_id)
                 if isinstance(e, CommandFinished)]
-    assert [(e.hook_phase, e.exit_code) for e in finished] == [("postdeploy", -128)]
-    assert finished[0].duration < 15
+    assert [(e.data.hook_phase, e.data.exit_code) for e in finished] == [("postdeploy", -128)]
+    assert finished[0].data.duration < 15
     await assert_nothing_left(running, end.deployment_id, marker)
 
 
@@ -213,10 +216,10 @@ async def test_release_timeout_is_a_release_error_with_exit_code_minus_128(
     end, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                   toml=toml))
     failed = await assert_failed_cleanly(running, app, end, "release-error", old)
-    assert failed.exit_code == -128
+    assert failed.data.exit_code == -128
     assert time.monotonic() - started < 25
     events = await events_of(running, app, end.deployment_id)
-    assert [e.exit_code for e in events if isinstance(e, CommandFinished)] == [-128]
+    assert [e.data.exit_code for e in events if isinstance(e, CommandFinished)] == [-128]
     assert "dockyard.start.started" not in types(events)
     await assert_nothing_left(running, end.deployment_id, marker)
 
@@ -230,7 +233,7 @@ async def test_memory_limit_of_a_one_off(running: Running, tmp_path: Path) -> No
     end, _ = await deploy(running, app, make_app(tmp_path / "v1", running.runtime, "v1",
                                                   toml=small))
     assert isinstance(end, DeployFailed), end
-    assert end.status == "release-error" and end.exit_code not in (0, None), end
+    assert end.data.status == "release-error" and end.data.exit_code not in (0, None), end
     assert "allocated 149999999" not in await texts_of(running, end.deployment_id)
     await assert_lock_free(running, app)
 
@@ -258,11 +261,11 @@ command = "echo on-failure-ran status=$DOCKYARD_FAILURE_STATUS"
     end, _ = await deploy(running, app, make_app(tmp_path / "v2", running.runtime, "v2",
                                                   toml=toml))
     assert isinstance(end, DeployFailed), end
-    assert end.status == "hook-error" and end.exit_code == 6, end
+    assert end.data.status == "hook-error" and end.data.exit_code == 6, end
     serves(running, app, "v2")
     assert await releases_running(running, app) == {end.release}, "old retired, new serves"
     texts = await texts_of(running, end.deployment_id)
-    assert_in_order(texts, ["===== after-switch =====", "announcing", "===== on-failure =====",
+    assert_in_order(texts, ["===== after_switch =====", "announcing", "===== on_failure =====",
                             "on-failure-ran status=hook-error"])
     row = await api_deployment(running, end.deployment_id, "hook-error")
     assert row["status"] == "hook-error"
@@ -320,10 +323,10 @@ async def test_old_release_finishes_in_flight_requests_then_retires(
     assert get(running.port, app, "/big.bin").status_code == 404
 
     events = await events_of(running, app, end.deployment_id, until="dockyard.retire.succeeded")
-    retired = [e for e in events if e.type == "dockyard.retire.succeeded"]
+    retired = [e for e in events if isinstance(e, RetireSucceeded)]
     assert retired, types(events)
     assert retired[0].time >= next(e.time for e in events if isinstance(e, TrafficSwitched))
-    old_ids = {i for i in retired[0].stopped}  # type: ignore[attr-defined]
+    old_ids = set(retired[0].data.stopped)
     assert old_ids and await releases_running(running, app) == {end.release}
     assert end1.release not in await releases_running(running, app)
     texts = await texts_of(running, end.deployment_id)

@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.bus.service import SERVICES
 from dockyard.client import Followers
-from dockyard.schemas.events import AnyEvent, DeploySucceeded, LogLine
+from dockyard.contract.events import AnyEvent, DeploySucceeded, LogLine
 from tests.e2e.apps import get, make_app
 from tests.e2e.conftest import Running, start_running, stop_running
 
@@ -26,6 +26,7 @@ def spawn(service: str, running: Running) -> subprocess.Popen[bytes]:
     """`dockyard service NAME` as its own OS process on the test's bus."""
     env = {**os.environ, "DOCKYARD_NATS_URL": running.settings.nats_url,
            "DOCKYARD_DATA_DIR": str(running.settings.data_dir),
+           "DOCKYARD_APPS_DIR": str(running.settings.apps_root),
            "DOCKYARD_RUNTIME": running.runtime, "DOCKYARD_ACK_WAIT": str(ACK_WAIT),
            "DOCKYARD_KILL_GRACE": "2", "DOCKYARD_DRAIN": "0.5", "DOCKYARD_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([DOCKYARD, "service", service], env=env, stdin=subprocess.DEVNULL,
@@ -57,7 +58,7 @@ async def deploy_with_crash(running: Running, tmp_path: Path, service: str, app:
 
     try:
         end = await running.client.deploy(app, src, Followers(on_line=on_line, on_event=on_event),
-                                          timeout=180)
+                                          wait=180)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -76,7 +77,7 @@ async def _stack_without(tmp_path: Path, runtime: str, service: str) -> Running:
     return await start_running(tmp_path, runtime, services=others, ack_wait=ACK_WAIT)
 
 
-@pytest.mark.parametrize("runtime", ["docker"])
+@pytest.mark.parametrize("runtime", ["process", "docker"])
 async def test_a_killed_hook_runner_reattaches_to_its_running_command(
         runtime: str, tmp_path: Path) -> None:
     running = await _stack_without(tmp_path, runtime, "hook-runner")
@@ -111,24 +112,4 @@ async def test_a_killed_scheduler_reattaches_to_the_instances_it_started(
         assert len(instances) == 1, f"expected the one web instance, found {instances}"
         assert get(running.port, app).text == "app v1\n"
     finally:
-        await stop_running(running)
-
-
-async def test_a_killed_hook_runner_on_the_process_runtime_never_overlaps_two_runs(
-        tmp_path: Path) -> None:
-    # A local process cannot be re-attached: the restarted runner stops the interrupted run
-    # before it runs the command again, so the two runs never overlap.
-    running = await _stack_without(tmp_path, "process", "hook-runner")
-    trace = Path("/tmp") / f"dockyard-restart-{tmp_path.name}"
-    try:
-        app = running.app_name("crashy")
-        src = make_app(tmp_path / "v1", "process", "v1",
-                       postdeploy=f"echo start >> {trace}; sleep 4; echo end >> {trace}")
-        _, lines = await deploy_with_crash(running, tmp_path, "hook-runner", app, src,
-                                           "dockyard.command.started")
-        assert any("an earlier run of this command was interrupted" in line for line in lines)
-        assert trace.read_text() == "start\nstart\nend\n"
-        assert get(running.port, app).text == "app v1\n"
-    finally:
-        trace.unlink(missing_ok=True)
         await stop_running(running)

@@ -8,15 +8,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import jsonschema
 import nats
 
-from dockyard.schemas import subjects
-from dockyard.schemas.events import AnyEvent, DeployFailed, DeploySucceeded
 from dockyard.client import Followers
+from dockyard.contract import subjects
+from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded
 from tests.e2e.apps import aget, get, make_app, targz
 from tests.e2e.conftest import Running
 
@@ -25,7 +26,7 @@ DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
 
 async def deploy(running: Running, app: str, src: Path) -> DeploySucceeded | DeployFailed:
-    return await running.client.deploy(app, src, Followers(), timeout=240)
+    return await running.client.deploy(app, src, Followers(), wait=240)
 
 
 async def test_failing_postdeploy_keeps_the_old_release(running: Running, tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ async def test_postdeploy_gates_the_switch(running: Running, tmp_path: Path) -> 
 
     poller = asyncio.create_task(poll())
     src = make_app(tmp_path / "v2", running.runtime, "v2", postdeploy="sleep 3")
-    end = await running.client.deploy(app, src, Followers(on_event=on_event), timeout=240)
+    end = await running.client.deploy(app, src, Followers(on_event=on_event), wait=240)
     stop.set()
     await poller
     assert isinstance(end, DeploySucceeded), end
@@ -90,7 +91,7 @@ async def test_postdeploy_gates_the_switch(running: Running, tmp_path: Path) -> 
 
 
 async def test_router_decides_switches_on_hook_succeeded_alone(running: Running) -> None:
-    js = running.client.stores.js
+    js = await running.js_as("admin")  # listing consumers is provisioning's business
     filters = set()
     for info in await js.consumers_info(subjects.STREAM_EVENTS):
         if info.config.durable_name and info.config.durable_name.startswith("router"):
@@ -104,10 +105,14 @@ async def test_router_decides_switches_on_hook_succeeded_alone(running: Running)
 
 async def test_garbage_goes_to_the_dead_letters_and_the_next_deploy_works(
         running: Running, tmp_path: Path) -> None:
-    nc = await nats.connect(running.settings.nats_url)
+    # As an operator with plain nats-py: the cli identity's seed file and its inbox prefix.
+    nc = await nats.connect(running.settings.nats_url,
+                            nkeys_seed=str(running.settings.keys_dir / "cli.nk"),
+                            inbox_prefix="_INBOX.cli")
     try:
         js = nc.jetstream()
-        dead = await js.subscribe(subjects.dlq("builder"), ordered_consumer=True)
+        dead = await js.subscribe(subjects.dlq("builder"), ordered_consumer=True,
+                                  stream=subjects.STREAM_DLQ)
         await js.publish(subjects.CMD_DEPLOY, b"{this is not json")
         letter = json.loads((await dead.next_msg(timeout=20)).data)
         assert letter["reason"].startswith("undecodable")
@@ -124,13 +129,20 @@ async def test_plain_nats_py_drives_a_deploy_and_sees_valid_events(
         running: Running, tmp_path: Path) -> None:
     """No Dockyard code on this side: only the documented subjects, names and JSON."""
     app = running.app_name("plain")
-    deployment = "plain0000000000000000000000000001" + app.replace("-", "")[:8]
+    deployment = uuid.uuid4().hex  # deployment ids are 32 lowercase hex digits
     src = make_app(tmp_path / "v1", running.runtime, "v1", postdeploy="echo hello from postdeploy")
-    nc = await nats.connect(running.settings.nats_url)
+    keys = running.settings.keys_dir
+    # The operator's side (cli) uploads and requests; an outside subscriber (reader) follows
+    # the events through its own ordered consumer on the readers' mirror, DOCKYARD_FEED.
+    nc = await nats.connect(running.settings.nats_url, nkeys_seed=str(keys / "cli.nk"),
+                            inbox_prefix="_INBOX.cli")
+    reader = await nats.connect(running.settings.nats_url, nkeys_seed=str(keys / "reader.nk"),
+                                inbox_prefix="_INBOX.reader")
     received: list[dict] = []  # type: ignore[type-arg]
     try:
         js = nc.jetstream()
-        sub = await nc.subscribe(f"dockyard.evt.{app}.>")
+        sub = await reader.jetstream().subscribe(f"dockyard.evt.{app}.>", ordered_consumer=True,
+                                                 stream="DOCKYARD_FEED")
         store = await js.object_store("dockyard_sources")
         await store.put(f"{app}/{deployment}.tar.gz", targz(src))
         request = {"type": "dockyard.cmd.deploy", "deployment_id": deployment, "app": app,
@@ -140,12 +152,13 @@ async def test_plain_nats_py_drives_a_deploy_and_sees_valid_events(
         while time.monotonic() < deadline:
             msg = await sub.next_msg(timeout=deadline - time.monotonic())
             event = json.loads(msg.data)
-            if event["deployment_id"] != deployment:
+            if event["deploymentid"] != deployment:
                 continue
             received.append(event)
             if event["type"] in ("dockyard.deploy.succeeded", "dockyard.deploy.failed"):
                 break
     finally:
+        await reader.close()
         await nc.close()
     types = [e["type"] for e in received]
     assert types[-1] == "dockyard.deploy.succeeded", types
@@ -153,7 +166,7 @@ async def test_plain_nats_py_drives_a_deploy_and_sees_valid_events(
                      "dockyard.release.succeeded", "dockyard.start.succeeded",
                      "dockyard.hook.started", "dockyard.command.finished",
                      "dockyard.hook.succeeded", "dockyard.traffic.switched",
-                     "dockyard.afterswitch.succeeded"):
+                     "dockyard.after_switch.succeeded"):
         assert expected in types
     for event in received:
         schema = json.loads((SCHEMAS / f"{event['type']}.json").read_text())

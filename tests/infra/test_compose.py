@@ -1,4 +1,5 @@
-"""compose.yaml: what `docker compose config` makes of it, then the whole stack up for real."""
+"""compose.yaml: what `docker compose config` makes of it, then the whole stack up for real,
+with the identities `dockyard bus init` generates."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ import httpx
 import nats
 import pytest
 
+from dockyard.bus.auth import Credentials, seed_path, write_auth_conf
 from dockyard.bus.embedded import free_port
-from dockyard.bus.service import SERVICES
+from dockyard.bus.service import SERVICES, declaration
 from dockyard.client import DockyardClient, Followers
+from dockyard.contract import subjects
+from dockyard.contract.events import DeploySucceeded
 from dockyard.runtime.select import Runtimes
-from dockyard.schemas import subjects
-from dockyard.schemas.events import DeploySucceeded
 from dockyard.settings import Settings
+from dockyard.stack import identities, provision_as_admin
 from tests.docker_support import ensure_test_image, require_docker
 from tests.infra.test_dockerfile import IMAGE, build_image
 
@@ -42,6 +45,8 @@ HOST_NETWORK = {"router", "scheduler"}
 SCALABLE = {"builder", "hook-runner", "scheduler", "notifier"}
 NATS_IMAGE = "dockyard-test/nats:local"
 NATS_BIN = Path(sys.executable).parent / "nats-server"
+SEEDS_IN = "/run/dockyard-bus"
+IMAGE_USER = 10001  # infra/Dockerfile's `dockyard` user
 
 
 # ------------------------------------------------------------------ the compose tool
@@ -66,7 +71,7 @@ def compose_command() -> list[str]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any of compose.yaml's variables, plus extra."""
-    ours = ("DOCKYARD_", "NATS_", "DOCKER_GID", "COMPOSE_")
+    ours = ("DOCKYARD_", "DOCKER_GID", "COMPOSE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     env.update(extra)
     return env
@@ -78,7 +83,8 @@ def _yaml_to_json(tool: list[str], text: str) -> Any:
     assert first.startswith("#!"), f"{tool[0]} prints YAML and is not a Python script"
     interpreter = shlex.split(first[2:])
     proc = subprocess.run(
-        [*interpreter, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
+        [*interpreter, "-c",
+         "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
         input=text, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -159,7 +165,7 @@ def test_each_service_runs_dockyard_service_its_name_from_our_image(
         assert svc.get("restart") == "unless-stopped", name
         env = svc["environment"]
         assert env["DOCKYARD_DATA_DIR"] == "/data", name
-        assert env["DOCKYARD_NATS_URL"].startswith(f"nats://{name}:"), name
+        assert env["DOCKYARD_NATS_KEYS"] == SEEDS_IN, name
         if name in WITH_SOCKET:
             assert env["DOCKYARD_RUNTIME"] == "docker", name
 
@@ -184,6 +190,17 @@ def test_no_container_names_and_scalable_services_bind_no_host_port(
         assert not host_ports(config["services"][name]), name
 
 
+def test_each_service_mounts_its_own_seed_and_nothing_else_of_the_bus_dir(
+        config: dict[str, Any]) -> None:
+    """A service's identity is its seed, read-only, alone; no URL carries a password."""
+    bus_dir = (REPO / ".dockyard" / "bus").resolve()
+    for name, svc in dockyard_services(config).items():
+        from_bus = [(Path(source).resolve(), target) for source, target in binds(svc)
+                    if Path(source).resolve().is_relative_to(bus_dir)]
+        assert from_bus == [(bus_dir / f"{name}.nk", f"{SEEDS_IN}/{name}.nk")], (name, from_bus)
+        assert "@" not in svc["environment"]["DOCKYARD_NATS_URL"], name
+
+
 def test_router_and_scheduler_share_the_hosts_network_and_reach_nats_on_loopback(
         config: dict[str, Any]) -> None:
     """Instances publish on the host's 127.0.0.1: the router (proxy) and the scheduler (health
@@ -197,44 +214,43 @@ def test_router_and_scheduler_share_the_hosts_network_and_reach_nats_on_loopback
         url = svc["environment"]["DOCKYARD_NATS_URL"]
         if name in HOST_NETWORK:
             assert svc.get("network_mode") == "host", name
-            assert url.endswith("@127.0.0.1:4222"), (name, url)
+            assert url == "nats://127.0.0.1:4222", (name, url)
         else:
             assert svc.get("network_mode") in (None, "default", "bridge") or \
                 "network_mode" not in svc, name
-            assert url.endswith("@nats:4222"), (name, url)
+            assert url == "nats://nats:4222", (name, url)
     assert services["router"]["environment"]["DOCKYARD_HTTP_PORT"] == "8080"
     assert not host_ports(services["router"])  # host network: it binds 8080 itself
     assert host_ports(services["api"]) == ["8000"]
 
 
-def test_nats_runs_server_conf_with_jetstream_on_a_volume(config: dict[str, Any]) -> None:
-    """nats: infra/nats mounted read-only, -c server.conf, the store on a named volume, and
-    every user's password handed to it."""
+def test_nats_runs_server_conf_with_the_generated_auth_and_jetstream_on_a_volume(
+        config: dict[str, Any]) -> None:
+    """nats: infra/nats/server.conf and the generated auth.conf (read-only), -c server.conf,
+    an encrypted store on a named volume; no password anywhere."""
     nats = config["services"]["nats"]
     assert nats["command"] == ["-c", "/etc/nats/server.conf"]
     mounts = {target: source for source, target in binds(nats)}
-    assert Path(mounts["/etc/nats"]).resolve() == REPO / "infra" / "nats"
+    assert Path(mounts["/etc/nats/server.conf"]).resolve() == REPO / "infra/nats/server.conf"
+    assert Path(mounts["/etc/nats/auth.conf"]).resolve() == REPO / ".dockyard/bus/auth.conf"
     assert not mounts["/data"].startswith("/")  # a named volume
-    assert 'store_dir: "/data/jetstream"' in (REPO / "infra/nats/server.conf").read_text()
-    accounts = (REPO / "infra/nats/accounts.conf").read_text()
-    for var in nats["environment"]:
-        assert f"${var}" in accounts, var
-    for name, svc in dockyard_services(config).items():
-        url = svc["environment"]["DOCKYARD_NATS_URL"]
-        password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
-        var = f"NATS_{name.upper().replace('-', '_')}_PASSWORD"
-        assert nats["environment"][var] == password, name
+    server_conf = (REPO / "infra/nats/server.conf").read_text()
+    for line in ('include "auth.conf"', 'store_dir: "/data/jetstream"', "cipher: chachapoly",
+                 "key: $DOCKYARD_JS_KEY"):
+        assert line in server_conf, line
+    assert not nats.get("environment"), nats.get("environment")
+    assert not (REPO / "infra/nats/accounts.conf").exists()
 
 
-def test_passwords_and_ports_follow_the_environment() -> None:
-    """Set in .env or the shell, a password reaches both nats and its service; ports move."""
-    config = compose_config(clean_env(NATS_BUILDER_PASSWORD="s3cret", DOCKYARD_NATS_PORT="14222",
-                                      DOCKER_GID="4321"))
+def test_bus_dir_and_ports_follow_the_environment() -> None:
+    """DOCKYARD_BUS_DIR moves every seed and auth.conf; ports and the socket's group move."""
+    config = compose_config(clean_env(DOCKYARD_BUS_DIR="/srv/dockyard-bus",
+                                      DOCKYARD_NATS_PORT="14222", DOCKER_GID="4321"))
     services = config["services"]
-    assert services["nats"]["environment"]["NATS_BUILDER_PASSWORD"] == "s3cret"
-    assert services["builder"]["environment"]["DOCKYARD_NATS_URL"] == \
-        "nats://builder:s3cret@nats:4222"
-    assert services["router"]["environment"]["DOCKYARD_NATS_URL"].endswith("@127.0.0.1:14222")
+    assert ("/srv/dockyard-bus/auth.conf", "/etc/nats/auth.conf") in binds(services["nats"])
+    assert ("/srv/dockyard-bus/builder.nk", f"{SEEDS_IN}/builder.nk") in \
+        binds(services["builder"])
+    assert services["router"]["environment"]["DOCKYARD_NATS_URL"] == "nats://127.0.0.1:14222"
     assert host_ports(services["nats"]) == ["14222"]
     assert [str(g) for g in services["builder"]["group_add"]] == ["4321"]
 
@@ -275,21 +291,23 @@ def write_app(root: Path, image: str) -> Path:
 
 
 class Stack:
-    """One compose project of the stack, on free ports, with fresh passwords."""
+    """One compose project of the stack, on free ports, with fresh identities (what
+    `dockyard bus init --owner 10001` writes)."""
 
     def __init__(self, tmp: Path) -> None:
         self.tool = compose_command()
         self.project = f"dockyard-test-{secrets.token_hex(4)}"
         self.nats_port, self.http_port, self.api_port = free_port(), free_port(), free_port()
-        self.passwords = {u: "pw" + secrets.token_hex(8) for u in (*SERVICES, "cli", "watcher")}
+        self.bus_dir = tmp / "bus"
+        write_auth_conf(self.bus_dir, identities())
+        for name in SERVICES:
+            os.chown(seed_path(self.bus_dir, name), IMAGE_USER, IMAGE_USER)
         socket_gid = os.stat(SOCKET).st_gid if os.path.exists(SOCKET) else 0
         self.env = clean_env(
             DOCKYARD_IMAGE=IMAGE, DOCKYARD_NATS_IMAGE=NATS_IMAGE, DOCKER_GID=str(socket_gid),
             DOCKYARD_NATS_PORT=str(self.nats_port), DOCKYARD_HTTP_PORT=str(self.http_port),
             DOCKYARD_API_PORT=str(self.api_port), DOCKYARD_DRAIN="0.5",
-            DOCKYARD_HTTP_HOST="127.0.0.1",
-            **{f"NATS_{u.upper().replace('-', '_')}_PASSWORD": pw
-               for u, pw in self.passwords.items()})
+            DOCKYARD_HTTP_HOST="127.0.0.1", DOCKYARD_BUS_DIR=str(self.bus_dir))
         self.tmp = tmp
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -303,14 +321,30 @@ class Stack:
     def containers(self, service: str) -> list[str]:
         return self.run("ps", "-q", service, timeout=60).stdout.split()
 
-    def url(self, user: str) -> str:
-        return f"nats://{user}:{self.passwords[user]}@127.0.0.1:{self.nats_port}"
+    def settings(self) -> Settings:
+        """The operator's settings on the host: the bus on loopback, the generated seeds."""
+        return Settings.from_env(env={}, data_dir=self.tmp / "cli",
+                                 nats_url=f"nats://127.0.0.1:{self.nats_port}",
+                                 nats_keys=self.bus_dir, http_port=self.http_port)
+
+
+async def _provision(stack: Stack) -> None:
+    """Provision the bus as admin, as `dockyard bus init --nats-url` does before the services
+    start (services never create the streams, buckets and stores they use)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            await provision_as_admin(stack.settings())
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nats never answered:\n{stack.logs()}") from None
+            await asyncio.sleep(0.5)
 
 
 async def _wait_for_consumers(stack: Stack) -> DockyardClient:
-    """The cli user connected, once every service registered its durable consumers."""
-    settings = Settings.from_env(env={}, data_dir=stack.tmp / "cli", nats_url=stack.url("cli"),
-                                 http_port=stack.http_port)
+    """The cli identity connected, once every service registered its durable consumers."""
+    settings = stack.settings()
     deadline = time.monotonic() + 180
     client = None
     while client is None:
@@ -320,22 +354,27 @@ async def _wait_for_consumers(stack: Stack) -> DockyardClient:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(1)
-    wanted = [(subjects.STREAM_COMMANDS, "builder-deploy"),
-              (subjects.STREAM_EVENTS, "hook-runner-start-succeeded"),
-              (subjects.STREAM_EVENTS, "scheduler-release-succeeded"),
-              (subjects.STREAM_EVENTS, "router-switch"),
-              (subjects.STREAM_EVENTS, "notifier"),
-              (subjects.STREAM_EVENTS, "api-projection")]
-    for stream, durable in wanted:
-        while True:
-            try:
-                await client.stores.js.consumer_info(stream, durable)
-                break
-            except nats.errors.Error:
-                if time.monotonic() > deadline:
-                    await client.close()
-                    raise AssertionError(f"{durable} never appeared:\n{stack.logs()}") from None
-                await asyncio.sleep(1)
+    # Every durable every service declares (and so must have registered once it started).
+    wanted = [(on.stream, on.durable(name)) for name in SERVICES
+              for on in declaration(name).subscribes]
+    assert (subjects.STREAM_EVENTS, "router-hook-succeeded") in wanted
+    # Consumers are looked at as admin (provisioning's business), not as cli.
+    admin = await nats.connect(settings.bus_url(), allow_reconnect=False,
+                               **Credentials.load(stack.bus_dir, "admin").options())
+    try:
+        for stream, durable in wanted:
+            while True:
+                try:
+                    await admin.jetstream().consumer_info(stream, durable)
+                    break
+                except nats.errors.Error:
+                    if time.monotonic() > deadline:
+                        await client.close()
+                        raise AssertionError(
+                            f"{durable} never appeared:\n{stack.logs()}") from None
+                    await asyncio.sleep(1)
+    finally:
+        await admin.close()
     return client
 
 
@@ -372,6 +411,10 @@ async def test_the_stack_comes_up_scaled_and_deploys_an_app(tmp_path: Path) -> N
     app = f"composed-{secrets.token_hex(3)}"
     client: DockyardClient | None = None
     try:
+        # The bus first, provisioned as an operator does; then the services against it.
+        bus = await asyncio.to_thread(stack.run, "up", "-d", "--no-build", "nats", timeout=600)
+        assert bus.returncode == 0, bus.stdout + bus.stderr + stack.logs()
+        await _provision(stack)
         up = await asyncio.to_thread(stack.run, "up", "-d", "--no-build", "--scale",
                                      "hook-runner=2", timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr + stack.logs()
@@ -388,7 +431,7 @@ async def test_the_stack_comes_up_scaled_and_deploys_an_app(tmp_path: Path) -> N
             assert user not in ("", "0"), (name, user)
 
         end = await client.deploy(app, write_app(tmp_path / "src", busybox), Followers(),
-                                  timeout=300)
+                                  wait=300)
         assert isinstance(end, DeploySucceeded), (end, stack.logs())
 
         async with httpx.AsyncClient(timeout=5) as http:

@@ -171,7 +171,7 @@ def test_every_copy_source_is_in_the_build_context() -> None:
     insts = parse_dockerfile(DOCKERFILE.read_text())
     files = context_files()
     sources = [s for i in insts if i.keyword in ("COPY", "ADD") for s in copy_sources(i)]
-    assert {"pyproject.toml", "schemas/", "services/"} <= set(sources), sources
+    assert {"pyproject.toml", "services/"} <= set(sources), sources
     for src in sources:
         if any(ch in src for ch in "*?["):
             continue  # an optional file (README*): fine when absent
@@ -180,7 +180,7 @@ def test_every_copy_source_is_in_the_build_context() -> None:
         assert any(f == prefix or f.startswith(prefix + "/") for f in files), \
             f"COPY {src}: excluded by .dockerignore"
     tops = {f.split("/", 1)[0] for f in files}
-    assert tops <= {"pyproject.toml", "schemas", "services"} | {t for t in tops
+    assert tops <= {"pyproject.toml", "services"} | {t for t in tops
                                                                  if t.startswith("README")}, tops
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
 
@@ -204,15 +204,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_wheel_carries_every_module_and_data_file(wheel: Path) -> None:
-    """Every file under services/ and schemas/ is in the wheel (a non-editable install sees
-    only what pyproject.toml declares), and the console script is declared."""
+    """Every file under services/ is in the wheel (a non-editable install sees only what
+    pyproject.toml finds), and the console script is declared."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    for top, prefix in (("services", "dockyard/"), ("schemas", "dockyard/schemas/")):
-        for path in (REPO / top).rglob("*"):
-            if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
-            rel = prefix + path.relative_to(REPO / top).as_posix()
-            assert rel in names, f"{path.relative_to(REPO)} is not in the wheel (as {rel})"
+    for path in (REPO / "services" / "dockyard").rglob("*"):
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        rel = path.relative_to(REPO / "services").as_posix()
+        assert rel in names, f"{path.relative_to(REPO)} is not in the wheel (as {rel})"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "dockyard = dockyard.cli:main" in text
@@ -227,9 +226,6 @@ for name in names:
     importlib.import_module(name)
 for svc in ("builder", "hook_runner", "scheduler", "router", "notifier", "api"):
     assert f"dockyard.{svc}.app" in names, svc
-schemas = res.files("dockyard.schemas")
-assert len([p for p in schemas.joinpath("json").iterdir() if p.name.endswith(".json")]) > 10
-assert schemas.joinpath("asyncapi.json").is_file()
 sample = {p.name for p in res.files("dockyard.demo").joinpath("sample").iterdir()}
 assert {"Procfile", "dockyard.toml.tmpl", "app.py"} <= sample, sample
 print(len(names))

@@ -1,11 +1,10 @@
-"""infra/nats: a real nats-server with server.conf and accounts.conf, each service as its own user."""
+"""infra/nats: a real nats-server with server.conf and the auth.conf `dockyard bus init`
+generates, each service as its own identity with its generated permissions."""
 
 from __future__ import annotations
 
 import asyncio
 import http.server
-import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -21,40 +20,27 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import StreamConfig
 from nats.js.errors import KeyNotFoundError
 
+from dockyard.bus.auth import Credentials, public_key, write_auth_conf
 from dockyard.bus.embedded import free_port
 from dockyard.bus.service import SERVICES, RunningService, start_service
+from dockyard.bus.topology import STREAM_FEED
 from dockyard.client import DockyardClient, Followers
-from dockyard.schemas import subjects
-from dockyard.schemas.events import DeployFailed, DeploySucceeded
+from dockyard.contract import subjects
+from dockyard.contract.events import DeployFailed, DeploySucceeded
 from dockyard.settings import Settings
+from dockyard.stack import identities, provision_as_admin
+from tests.runtime.process_support import reachable_tmp, remove_process_app
 
 REPO = Path(__file__).resolve().parents[2]
 NATS_DIR = REPO / "infra" / "nats"
 SERVER_CONF = NATS_DIR / "server.conf"
 CLUSTER_CONFS = sorted((NATS_DIR / "cluster").glob("*.conf"))
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
-USERS = (*SERVICES, "cli", "watcher")
+IDENTITIES = (*SERVICES, "cli", "reader", "admin")
 VIOLATION = "Violation"
 STORE_LINE = 'store_dir: "/data/jetstream"'
-
-
-def password_var(user: str) -> str:
-    """The environment variable accounts.conf reads a user's password from."""
-    return f"NATS_{user.upper().replace('-', '_')}_PASSWORD"
-
-
-# nats-server parses an environment value like a config token: a letter first keeps it a string.
-PASSWORDS = {user: "pw" + secrets.token_hex(12) for user in USERS}
-
-
-def server_env(passwords: dict[str, str] = PASSWORDS) -> dict[str, str]:
-    """The environment the server needs: every user's password, nothing else of ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
-    env.update({password_var(user): pw for user, pw in passwords.items()})
-    return env
 
 
 @dataclass
@@ -65,10 +51,16 @@ class Server:
     port: int
     monitor: int
     log: Path
+    keys: Path
 
-    def url(self, user: str, password: str | None = None) -> str:
-        """nats:// URL with a user's credentials."""
-        return f"nats://{user}:{password or PASSWORDS[user]}@127.0.0.1:{self.port}"
+    @property
+    def url(self) -> str:
+        """nats:// URL (no credentials: those are seeds)."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def settings(self, base: Settings) -> Settings:
+        """Settings pointing at this server and its generated seeds."""
+        return replace(base, nats_url=self.url, nats_keys=self.keys)
 
     def log_text(self) -> str:
         """What the server logged so far."""
@@ -85,12 +77,14 @@ class Server:
                 self.process.wait()
 
 
-def stage(conf: Path, workdir: Path) -> Path:
-    """A copy of infra/nats under workdir whose conf keeps its store under workdir too.
+def stage(conf: Path, workdir: Path, keys: Path) -> Path:
+    """A copy of infra/nats under workdir, with the auth.conf `dockyard bus init` writes into
+    keys, whose conf keeps its store under workdir too.
 
     nats-server refuses -sd when the file sets store_dir, so the one line is rewritten."""
     copy = workdir / "conf"
     shutil.copytree(NATS_DIR, copy, dirs_exist_ok=True)
+    shutil.copy(write_auth_conf(keys, identities()), copy / "auth.conf")
     staged = copy / conf.relative_to(NATS_DIR)
     text = staged.read_text()
     assert text.count(STORE_LINE) == 1, f"{conf} should set {STORE_LINE} once"
@@ -98,18 +92,19 @@ def stage(conf: Path, workdir: Path) -> Path:
     return staged
 
 
-def start_server(conf: Path, workdir: Path, *extra: str) -> Server:
-    """nats-server -c conf on free loopback ports (flags win) with its store under workdir."""
+def start_server(conf: Path, workdir: Path, *extra: str, keys: Path | None = None) -> Server:
+    """nats-server -c conf on free loopback ports (flags win) with its store under workdir;
+    the identities' seeds in keys (made there unless they exist: a cluster shares one)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    keys = keys or workdir / "bus"
     port, monitor = free_port(), free_port()
     log = workdir / "nats.log"
-    staged = stage(conf, workdir)
+    staged = stage(conf, workdir, keys)
     process = subprocess.Popen(
         [str(NATS_SERVER), "-c", str(staged), "-a", "127.0.0.1", "-p", str(port),
          "-m", str(monitor), "-l", str(log), *extra],
-        env=server_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
-    server = Server(process=process, port=port, monitor=monitor, log=log)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = Server(process=process, port=port, monitor=monitor, log=log, keys=keys)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -144,31 +139,27 @@ class Conn:
         await self.nc.close()
 
 
-async def connect(url: str) -> Conn:
-    """Connect, collecting async errors instead of logging them."""
+async def connect(server: Server, identity: str) -> Conn:
+    """Connect as an identity, collecting async errors instead of logging them."""
     conn = Conn(nc=None)  # type: ignore[arg-type]
 
     async def on_error(exc: Exception) -> None:
         conn.errors.append(str(exc))
 
-    conn.nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False,
-                                 connect_timeout=5)
+    conn.nc = await nats.connect(server.url, error_cb=on_error, allow_reconnect=False,
+                                 connect_timeout=5,
+                                 **Credentials.load(server.keys, identity).options())
     return conn
 
 
-async def ensure_topology_as(server: Server, user: str = "cli") -> None:
-    from dockyard.bus.topology import ensure_topology
-
-    conn = await connect(server.url(user))
-    try:
-        await ensure_topology(conn.nc.jetstream())
-    finally:
-        await conn.close()
+async def provision_as_operator(server: Server, replicas: int = 1) -> None:
+    """Provision as admin, as `dockyard bus init --nats-url` does (services never do)."""
+    await provision_as_admin(server.settings(Settings()), replicas)
 
 
 async def can_js_publish(server: Server, user: str, subject: str) -> tuple[bool, list[str]]:
     """Publish to JetStream as user: True when the stream acknowledged it."""
-    conn = await connect(server.url(user))
+    conn = await connect(server, user)
     try:
         try:
             await conn.nc.jetstream().publish(subject, b"{}", timeout=1.5)
@@ -184,36 +175,41 @@ async def can_js_publish(server: Server, user: str, subject: str) -> tuple[bool,
 # ------------------------------------------------------------------ static validity
 
 
-def test_every_config_file_is_valid() -> None:
-    """`nats-server -t` accepts server.conf and each cluster node's config."""
+def test_every_config_file_is_valid(tmp_path: Path) -> None:
+    """`nats-server -t` accepts server.conf and each cluster node's config, with the generated
+    auth.conf beside them; without it the server refuses to start (no open fallback)."""
     assert len(CLUSTER_CONFS) == 3, CLUSTER_CONFS
+    assert not (NATS_DIR / "accounts.conf").exists()
     for conf in (SERVER_CONF, *CLUSTER_CONFS):
-        proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(conf)], env=server_env(),
+        staged = stage(conf, tmp_path / conf.stem, tmp_path / "bus")
+        proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(staged)],
                               capture_output=True, text=True, timeout=30, check=False)
         assert proc.returncode == 0, f"{conf}: {proc.stdout}{proc.stderr}"
         assert "is valid" in proc.stdout + proc.stderr
+        (staged.parent / "auth.conf").unlink(missing_ok=True)
+        (tmp_path / conf.stem / "conf" / "auth.conf").unlink(missing_ok=True)
+        proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(staged)],
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert proc.returncode != 0 and "auth.conf" in proc.stdout + proc.stderr, conf
 
 
-def test_a_missing_password_refuses_to_start() -> None:
-    """No user falls back to a default password: the server names the missing variable."""
-    env = {k: v for k, v in server_env().items() if k != password_var("notifier")}
-    proc = subprocess.run([str(NATS_SERVER), "-t", "-c", str(SERVER_CONF)], env=env,
-                          capture_output=True, text=True, timeout=30, check=False)
-    assert proc.returncode != 0
-    assert password_var("notifier") in proc.stdout + proc.stderr
-
-
-def test_every_service_has_a_user_and_nothing_else_connects(server: Server) -> None:
-    """accounts.conf has exactly one user per service plus cli and watcher."""
-    text = (NATS_DIR / "accounts.conf").read_text()
-    for user in USERS:
-        assert f"user: {user}," in text, user
+def test_every_identity_is_a_user_and_nothing_else_connects(server: Server) -> None:
+    """auth.conf has one NKey user per identity; no credentials, or an unknown seed, is refused."""
+    text = (server.keys / "auth.conf").read_text()
+    assert text.count('"nkey"') == len(IDENTITIES)
+    for identity in IDENTITIES:
+        assert Credentials.load(server.keys, identity).seed not in text  # public keys only
 
     async def check() -> None:
-        for url in (f"nats://127.0.0.1:{server.port}", server.url("builder", "wrong")):
-            with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
-                await nats.connect(url, allow_reconnect=False, connect_timeout=3,
-                                   max_reconnect_attempts=0)
+        with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
+            await nats.connect(server.url, allow_reconnect=False, connect_timeout=3,
+                               max_reconnect_attempts=0)
+        stranger = server.keys.parent / "stranger"
+        write_auth_conf(stranger, identities())
+        with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
+            await nats.connect(server.url, allow_reconnect=False, connect_timeout=3,
+                               max_reconnect_attempts=0,
+                               **Credentials.load(stranger, "cli").options())
 
     asyncio.run(check())
 
@@ -241,8 +237,10 @@ PUBLISH_CASES = [
     ("cli", subjects.CMD_DEPLOY, True),
     ("cli", subjects.CMD_CANCEL, True),
     ("cli", subjects.event("shop", "deploy", "succeeded"), False),
-    ("watcher", subjects.CMD_DEPLOY, False),
-    ("watcher", subjects.event("shop", "deploy", "succeeded"), False),
+    ("reader", subjects.CMD_DEPLOY, False),
+    ("reader", subjects.event("shop", "deploy", "succeeded"), False),
+    ("admin", subjects.CMD_DEPLOY, False),
+    ("admin", subjects.event("shop", "hook", "succeeded"), False),
 ]
 
 
@@ -252,7 +250,7 @@ def test_publish_permissions(server: Server, user: str, subject: str, allowed: b
     """Each user reaches exactly the subjects its service publishes."""
 
     async def check() -> None:
-        await ensure_topology_as(server)
+        await provision_as_operator(server)
         ok, errors = await can_js_publish(server, user, subject)
         assert ok is allowed, (user, subject, errors)
         if not allowed:
@@ -263,39 +261,43 @@ def test_publish_permissions(server: Server, user: str, subject: str, allowed: b
 
 
 def test_router_routes_are_the_routers_alone(server: Server) -> None:
-    """Only the router writes the live/pending route records; the builder writes queue keys."""
+    """Only the router writes the live/pending route records; the builder writes the queue."""
 
     async def check() -> None:
-        await ensure_topology_as(server)
-        for user, key, allowed in (("hook-runner", "live.shop", False),
-                                   ("builder", "live.shop", False),
-                                   ("router", "live.shop", True),
-                                   ("builder", "queue.shop", True),
-                                   ("router", "queue.shop", False)):
-            conn = await connect(server.url(user))
+        await provision_as_operator(server)
+        for user, bucket, key, allowed in (
+                ("hook-runner", subjects.KV_ROUTES, "live.shop", False),
+                ("builder", subjects.KV_ROUTES, "live.shop", False),
+                ("scheduler", subjects.KV_ROUTES, "pending.shop", False),
+                ("router", subjects.KV_ROUTES, "live.shop", True),
+                ("router", subjects.KV_ROUTES, "pending.shop", True),
+                ("builder", subjects.KV_QUEUE, "shop", True),
+                ("router", subjects.KV_QUEUE, "shop", False)):
+            conn = await connect(server, user)
             try:
-                kv = await conn.nc.jetstream().key_value(subjects.KV_STATE)
-                try:
+                try:  # a bucket it has no door to does not even open
+                    kv = await conn.nc.jetstream().key_value(bucket)
                     await kv.put(key, b"x")
                     ok = True
                 except nats.errors.TimeoutError:
                     ok = False
-                assert ok is allowed, (user, key, conn.errors)
+                assert ok is allowed, (user, bucket, key, conn.errors)
             finally:
                 await conn.close()
 
     asyncio.run(check())
 
 
-def test_a_watcher_reads_events_but_not_the_services_consumers(server: Server) -> None:
-    """External subscribers follow events (ordered consumer); they cannot take over a durable."""
+def test_a_reader_reads_events_but_not_the_services_consumers(server: Server) -> None:
+    """External subscribers follow events (ordered consumer on the mirror); they cannot take
+    over a durable nor delete a stream."""
 
     async def check() -> None:
-        await ensure_topology_as(server)
+        await provision_as_operator(server)
         subject = subjects.event("watched", "build", "succeeded")
         ok, _ = await can_js_publish(server, "builder", subject)
         assert ok
-        conn = await connect(server.url("watcher"))
+        conn = await connect(server, "reader")
         try:
             js = conn.nc.jetstream()
             got: asyncio.Queue[str] = asyncio.Queue()
@@ -304,11 +306,11 @@ def test_a_watcher_reads_events_but_not_the_services_consumers(server: Server) -
                 await got.put(msg.subject)
 
             sub = await js.subscribe(subjects.app_events("watched"), cb=on_msg,
-                                     ordered_consumer=True, stream=subjects.STREAM_EVENTS)
+                                     ordered_consumer=True, stream=STREAM_FEED)
             assert await asyncio.wait_for(got.get(), 5) == subject
             await sub.unsubscribe()
             with pytest.raises(nats.errors.TimeoutError):
-                await js.pull_subscribe(subjects.EVT_ALL, "notifier",
+                await js.pull_subscribe(subjects.EVT_ALL, "notifier-all",
                                         stream=subjects.STREAM_EVENTS)
             with pytest.raises(nats.errors.TimeoutError):
                 await js.delete_stream(subjects.STREAM_EVENTS)
@@ -373,44 +375,51 @@ async def test_every_service_runs_whole_deploys_as_its_own_user(
     dead-letter without a single permission violation; each connection is its service's user."""
     base = Settings.from_env(env={}, data_dir=tmp_path / "data", http_port=free_port(),
                              runtime="process", drain=0.2, kill_grace=2.0,
-                             webhook_url=webhook)
+                             webhook_url=webhook, apps_dir=reachable_tmp("dockyard-apps-"))
     running: list[RunningService] = []
     client: DockyardClient | None = None
     try:
+        # The operator provisions the bus; each service then runs as its own user.
+        await provision_as_operator(own_server)
         for name in SERVICES:
-            running.append(await start_service(name, replace(base, nats_url=own_server.url(name))))
-        client = await DockyardClient.connect(replace(base, nats_url=own_server.url("cli")))
+            running.append(await start_service(name, own_server.settings(base)))
+        client = await DockyardClient.connect(own_server.settings(base))
 
         app = "permitted"
         src = write_app(tmp_path / "src", "echo postdeploy ok")
-        first = await client.deploy(app, src, Followers(), timeout=120)
+        first = await client.deploy(app, src, Followers(), wait=120)
         assert isinstance(first, DeploySucceeded), first
 
         # A config change: the builder reads the stored build back, hooks read the config.
         await client.config_change(app, {"GREETING": "hello"}, [])
-        second = await client.deploy(app, None, Followers(), kind="config", timeout=120)
+        second = await client.deploy(app, None, Followers(), kind="config", wait=120)
         assert isinstance(second, DeploySucceeded), second
 
         write_app(src, "exit 3")
-        third = await client.deploy(app, src, Followers(), timeout=120)
-        assert isinstance(third, DeployFailed) and third.status == "hook-error", third
+        third = await client.deploy(app, src, Followers(), wait=120)
+        assert isinstance(third, DeployFailed) and third.data.status == "hook-error", third
 
         await client.cancel(app, "0" * 32, "checking the builder may mark cancels")
-        await client.stores.js.publish(subjects.CMD_DEPLOY, b"not json",
-                                       headers={"Nats-Msg-Id": "garbage-1"})
-        dlq = await client.stores.js.pull_subscribe(subjects.dlq("builder"), "check-dlq",
-                                                    stream=subjects.STREAM_DLQ)
-        letters = await dlq.fetch(1, timeout=15)
-        assert b"undecodable" in letters[0].data
-        cancels = await client.stores.js.key_value(subjects.KV_CANCEL)
-        for _ in range(50):
-            try:
-                await cancels.get("0" * 32)
-                break
-            except KeyNotFoundError:
-                await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the builder did not record the cancel marker")
+        await client.js.publish(subjects.CMD_DEPLOY, b"not json",
+                                headers={"Nats-Msg-Id": "garbage-1"})
+        dlq = await client.js.subscribe(subjects.dlq("builder"), ordered_consumer=True,
+                                        stream=subjects.STREAM_DLQ)
+        assert b"undecodable" in (await dlq.next_msg(timeout=15)).data
+        await dlq.unsubscribe()
+        # Cancel markers are the builder's to read: looked at as the builder.
+        builder = await connect(own_server, "builder")
+        try:
+            cancels = await builder.nc.jetstream().key_value(subjects.KV_CANCEL)
+            for _ in range(50):
+                try:
+                    await cancels.get("0" * 32)
+                    break
+                except KeyNotFoundError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the builder did not record the cancel marker")
+        finally:
+            await builder.close()
         await asyncio.sleep(1.0)  # the notifier's last deliveries of the failed deploy
 
         async with httpx.AsyncClient(timeout=5) as http:
@@ -418,12 +427,16 @@ async def test_every_service_runs_whole_deploys_as_its_own_user(
                 f"http://127.0.0.1:{own_server.monitor}/connz?auth=true")).json()
         users = {c.get("name"): c.get("authorized_user") for c in connz["connections"]}
         for name in SERVICES:
-            assert users.get(f"dockyard-{name}") == name, users
+            key = public_key(Credentials.load(own_server.keys, name).seed)
+            assert users.get(f"dockyard-{name}") == key, (name, users)
+        assert users.get("dockyard-cli") == public_key(Credentials.load(own_server.keys,
+                                                                        "cli").seed)
     finally:
         if client is not None:
             await client.close()
         for service in reversed(running):
             await service.stop()
+        await remove_process_app(base, "permitted")
     assert _Sink.hits, "the notifier delivered nothing"
     violations = [line for line in own_server.log_text().splitlines() if VIOLATION in line]
     assert not violations, "\n".join(violations)
@@ -440,34 +453,32 @@ def test_the_three_node_cluster_forms_and_replicates(tmp_path: Path) -> None:
     nodes = []
     try:
         for conf, cport in zip(CLUSTER_CONFS, cluster_ports, strict=True):
+            # One `dockyard bus init` for the three nodes: the same identities everywhere.
             nodes.append(start_server(conf, tmp_path / conf.stem,
-                                      "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes))
+                                      "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes,
+                                      keys=tmp_path / "bus"))
 
         async def check() -> None:
-            conn = await connect(nodes[0].url("cli"))
+            deadline = time.monotonic() + 60
+            while True:  # until the cluster has a JetStream leader
+                try:
+                    await provision_as_operator(nodes[0], replicas=3)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+            ok, errors = await can_js_publish(nodes[0], "builder",
+                                              subjects.event("shop", "build", "started"))
+            assert ok, errors
+            admin = await connect(nodes[2], "admin")
             try:
-                js = conn.nc.jetstream()
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        info = await js.add_stream(StreamConfig(
-                            name="R3CHECK", subjects=["r3check.>"], num_replicas=3))
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.5)
+                info = await admin.nc.jetstream().stream_info(subjects.STREAM_EVENTS)
                 assert info.cluster is not None and info.cluster.name == "dockyard"
                 assert len(info.cluster.replicas or []) == 2
-                await js.publish("r3check.one", b"replicated")
+                assert info.state.messages == 1
             finally:
-                await conn.close()
-            other = await connect(nodes[2].url("cli"))
-            try:
-                msg = await other.nc.jetstream().get_msg("R3CHECK", 1)
-                assert msg.data == b"replicated"
-            finally:
-                await other.close()
+                await admin.close()
 
         asyncio.run(check())
     finally:

@@ -57,12 +57,12 @@ class Receiver:
             writer.close()
 
 
-async def _wait_until(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll until check() holds; fail the test after timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_until(check: Callable[[], bool], within: float = 15.0) -> None:
+    """Poll until check() holds; fail the test after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.05)
 
 

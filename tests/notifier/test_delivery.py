@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from dockyard.contract.sinks import SinkStatus
+from dockyard.contract.state import AttemptResult, DeliveryState
 from dockyard.notifier.delivery import (
-    AttemptResult,
-    DeliveryState,
     after_attempt,
     backoff_delay,
     is_due,
-    key_part,
     redelivery_delay,
+    refused,
     retry_schedule,
     state_key,
+    status_after,
 )
+from dockyard.state.deliveries import key_part
 
 OK = AttemptResult(status_code=204)
 FAIL = AttemptResult(status_code=503)
@@ -77,3 +81,27 @@ def test_state_keys_are_valid_and_injective() -> None:
     assert state_key("d1:deploy.queued", "team-hook") == "notify.d1=3adeploy=2equeued.team-hook"
     assert key_part("a:b") != key_part("a_b") != key_part("a=3ab")
     assert key_part("é") == "=c3=a9"
+
+
+def test_an_unusable_sink_fails_at_once() -> None:
+    bad = AttemptResult(error="the sink cannot be used: secret: ...")
+    assert refused(DeliveryState(), bad) == DeliveryState(attempts=1, status="failed", last=bad)
+
+
+T1 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+T2 = datetime(2026, 1, 2, 3, 9, 5, tzinfo=UTC)
+
+
+def test_sink_status_counts_failures_until_a_delivery() -> None:
+    pending = DeliveryState(attempts=1, status="pending", next_at=5, last=FAIL)
+    once = status_after(SinkStatus(), pending, T1)
+    assert once == SinkStatus(failures=1, last_error="HTTP 503", last_failure_at=T1)
+    gave_up = DeliveryState(attempts=2, status="failed", last=DOWN)
+    twice = status_after(once, gave_up, T2)
+    assert twice == SinkStatus(failures=2, given_up=1, last_error="ConnectError: refused",
+                               last_failure_at=T2)
+    delivered = DeliveryState(attempts=1, status="delivered", last=OK)
+    assert status_after(twice, delivered, T2) == SinkStatus(last_delivered_at=T2)
+    again = status_after(SinkStatus(last_delivered_at=T1), pending, T2)
+    assert again == SinkStatus(failures=1, last_error="HTTP 503", last_failure_at=T2,
+                               last_delivered_at=T1)

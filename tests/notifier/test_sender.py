@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from dockyard.bus.embedded import free_port
-from dockyard.notifier.delivery import AttemptResult
+from dockyard.contract.state import AttemptResult
 from dockyard.notifier.sender import Sender
 
 MakeReceiver = Callable[..., Awaitable[Any]]
@@ -18,7 +18,8 @@ async def test_posts_body_and_headers(receiver_factory: MakeReceiver) -> None:
     receiver = await receiver_factory()
     sender = Sender(httpx.AsyncClient())
     try:
-        result = await sender.post(receiver.url, b'{"a":1}', {"webhook-id": "m1"}, timeout=5)
+        result = await sender.post(receiver.url, b'{"a":1}', {"webhook-id": "m1"},
+                                   request_timeout=5)
     finally:
         await sender.close()
     assert result == AttemptResult(status_code=200)
@@ -32,7 +33,7 @@ async def test_error_status_is_reported(receiver_factory: MakeReceiver) -> None:
     receiver = await receiver_factory(lambda n: 503)
     sender = Sender(httpx.AsyncClient())
     try:
-        result = await sender.post(receiver.url, b"{}", {}, timeout=5)
+        result = await sender.post(receiver.url, b"{}", {}, request_timeout=5)
     finally:
         await sender.close()
     assert result == AttemptResult(status_code=503) and not result.ok
@@ -42,9 +43,21 @@ async def test_unreachable_sink_is_an_error_without_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}/services/T0/SECRET-TOKEN"
     sender = Sender(httpx.AsyncClient())
     try:
-        result = await sender.post(url, b"{}", {}, timeout=5)
+        result = await sender.post(url, b"{}", {}, request_timeout=5)
     finally:
         await sender.close()
     assert result.status_code is None
     assert result.error is not None and result.error.startswith("ConnectError")
     assert "SECRET-TOKEN" not in result.error
+
+
+async def test_a_url_httpx_cannot_use_is_an_error_not_an_exception() -> None:
+    """A stored URL that slipped past validation must not raise into the handler (tracebacks,
+    redeliveries, a dead letter): it is the sink's problem, reported as the attempt's error."""
+    sender = Sender(httpx.AsyncClient())
+    try:
+        result = await sender.post("http://127.0.0.1:80\x7f/hook", b"{}", {}, request_timeout=5)
+    finally:
+        await sender.close()
+    assert result.status_code is None and result.error is not None
+    assert result.error.startswith("InvalidURL")

@@ -1,4 +1,4 @@
-"""Which sinks get which event, what they receive, and the notify bucket."""
+"""Which sinks get which event, what they receive, and the sinks bucket."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ import asyncio
 import msgspec
 import pytest
 
-from dockyard.bus.topology import Stores
-from dockyard.notifier.errors import InvalidSink, SinkNotFound
-from dockyard.notifier.signing import verify
-from dockyard.notifier.sinks import (
+from dockyard.client import ClientError, DockyardClient
+from dockyard.contract import codec, subjects
+from dockyard.contract.events import DeployQueued, new_id
+from dockyard.contract.sinks import (
     DEFAULT_EVENTS,
+    InvalidSink,
     Sink,
+    SinkNotFound,
     Sinks,
-    add_sink,
-    global_sink,
-    is_notification,
-    list_sinks,
-    matches,
-    remove_sink,
-    request,
-    select,
     validate,
+    with_sink,
+    without_sink,
 )
-from dockyard.schemas import codec
-from dockyard.schemas.events import DeployQueued, new_id
+from dockyard.notifier.app import NotifierDoors
+from dockyard.notifier.handlers import Notifier, handle
+from dockyard.notifier.signing import verify
+from dockyard.notifier.sinks import global_sink, is_notification, matches, request, select
+from tests.conftest import Bus
+from tests.events import make
 
 HOOK = Sink(name="hook", url="http://127.0.0.1:9/x")
 
@@ -83,7 +83,9 @@ def test_invalid_sinks_are_refused(sink: Sink, problem: str) -> None:
 def test_global_sink_from_settings() -> None:
     assert global_sink("") is None
     sink = global_sink("https://ops.example/hook", "s3cret")
-    assert sink == Sink(name="global", url="https://ops.example/hook", secret="s3cret")
+    assert sink == Sink(name="global", url="https://ops.example/hook", secret="whsec_czNjcmV0")
+    with pytest.raises(InvalidSink, match="not valid base64"):
+        global_sink("https://ops.example/hook", "whsec_dGVzdA")
     assert global_sink("https://ops.example/hook", "") == Sink(name="global",
                                                                url="https://ops.example/hook")
 
@@ -96,7 +98,7 @@ def test_repr_never_shows_the_secret_or_url_path() -> None:
 
 
 def test_webhook_request_is_the_signed_event_json() -> None:
-    event = DeployQueued(id="d1:deploy.queued", source="t", subject="shop", deployment_id="d1")
+    event = make(DeployQueued, source="t", app="shop", deployment_id="d1")
     sink = Sink(name="s", url="http://h/", secret="raw-secret")
     body, headers = request(sink, event, timestamp=1_700_000_000)
     assert codec.decode_event(body) == event
@@ -105,55 +107,79 @@ def test_webhook_request_is_the_signed_event_json() -> None:
 
 
 def test_slack_request_is_a_text_message() -> None:
-    event = DeployQueued(id="d1:deploy.queued", source="t", subject="shop", deployment_id="d1")
+    event = make(DeployQueued, source="t", app="shop", deployment_id="d1")
     body, headers = request(Sink(name="c", kind="slack", url="http://h/"), event)
     assert msgspec.json.decode(body) == {"text": ":hourglass_flowing_sand: shop deploy d1 queued"}
     assert headers == {}
 
 
-async def test_add_list_remove(stores: Stores) -> None:
+def test_with_and_without_are_pure() -> None:
+    one = with_sink(Sinks(), HOOK)
+    chat = Sink(name="chat", kind="slack", url="http://127.0.0.1:9/c")
+    two = with_sink(one, chat)
+    assert two.sinks == [HOOK, chat] and one.sinks == [HOOK]
+    assert without_sink(two, "shop", "hook") == Sinks(sinks=[chat])
+    with pytest.raises(SinkNotFound, match="no sink named 'nope'"):
+        without_sink(two, "shop", "nope")
+    with pytest.raises(InvalidSink, match="url"):
+        with_sink(one, Sink(name="bad", url="ftp://h/"))
+
+
+async def test_add_list_remove(bus: Bus, client: DockyardClient) -> None:
     app = f"app-{new_id()[:8]}"
-    assert await list_sinks(stores.notify, app) == []
-    await add_sink(stores.notify, app, HOOK)
+    assert await client.sinks(app) == []
+    await client.add_sink(app, HOOK)
     chat = Sink(name="chat", kind="slack", url="http://127.0.0.1:9/c", events=["*.failed"])
-    await add_sink(stores.notify, app, chat)
-    assert await list_sinks(stores.notify, app) == [HOOK, chat]
+    await client.add_sink(app, chat)
+    assert await client.sinks(app) == [HOOK, chat]
     # Same name replaces.
     moved = Sink(name="hook", url="http://127.0.0.1:9/y")
-    await add_sink(stores.notify, app, moved)
-    assert await list_sinks(stores.notify, app) == [chat, moved]
-    await remove_sink(stores.notify, app, "chat")
-    assert await list_sinks(stores.notify, app) == [moved]
+    await client.add_sink(app, moved)
+    assert await client.sinks(app) == [chat, moved]
+    await client.remove_sink(app, "chat")
+    assert await client.sinks(app) == [moved]
     with pytest.raises(SinkNotFound):
-        await remove_sink(stores.notify, app, "chat")
-    stored = await stores.notify.get(app)
+        await client.remove_sink(app, "chat")
+    stored = await (await bus.kv(subjects.KV_SINKS)).get(app)
     assert stored.value is not None
     assert msgspec.json.decode(stored.value, type=Sinks) == Sinks(sinks=[moved])
 
 
-async def test_global_name_is_reserved(stores: Stores) -> None:
+async def test_global_name_is_reserved(client: DockyardClient) -> None:
     with pytest.raises(InvalidSink, match="reserved"):
-        await add_sink(stores.notify, "shop", Sink(name="global", url="http://h/"))
+        await client.add_sink("shop", Sink(name="global", url="http://h/"))
 
 
-async def test_app_names_that_cannot_be_keys_have_no_sinks(stores: Stores) -> None:
-    assert await list_sinks(stores.notify, "bad app*") == []
-    with pytest.raises(InvalidSink, match="cannot be a bucket key"):
-        await add_sink(stores.notify, "bad app*", HOOK)
+async def test_app_names_that_cannot_be_keys_have_no_sinks(bus: Bus,
+                                                          client: DockyardClient) -> None:
+    with pytest.raises(ClientError, match="invalid app name 'bad app\\*'"):
+        await client.add_sink("bad app*", HOOK)
+    with pytest.raises(ClientError, match="invalid app name"):
+        await client.sinks("bad app*")
+    # An event about such an app (it cannot have been deployed) has no sink of its own.
+    doors = await bus.doors(NotifierDoors, "notifier")
+    sent: list[object] = []
+
+    async def publish(event: object) -> None:
+        sent.append(event)
+
+    n = Notifier(sinks=doors.sinks, deliveries=doors.deliveries, sender=None,  # type: ignore[arg-type]
+                 publish=publish)
+    assert await handle(n, make(DeployQueued, app="bad app*")) is None
+    assert sent == []
 
 
-async def test_concurrent_adds_all_survive(stores: Stores) -> None:
+async def test_concurrent_adds_all_survive(client: DockyardClient) -> None:
     app = f"app-{new_id()[:8]}"
     sinks = [Sink(name=f"s{i}", url=f"http://127.0.0.1:9/{i}") for i in range(8)]
-    await asyncio.gather(*(add_sink(stores.notify, app, s) for s in sinks))
-    assert sorted(s.name for s in await list_sinks(stores.notify, app)) == \
-        sorted(s.name for s in sinks)
+    await asyncio.gather(*(client.add_sink(app, s) for s in sinks))
+    assert sorted(s.name for s in await client.sinks(app)) == sorted(s.name for s in sinks)
 
 
-async def test_add_after_the_key_was_deleted(stores: Stores) -> None:
+async def test_add_after_the_key_was_deleted(bus: Bus, client: DockyardClient) -> None:
     app = f"app-{new_id()[:8]}"
-    await add_sink(stores.notify, app, HOOK)
-    await stores.notify.delete(app)
-    assert await list_sinks(stores.notify, app) == []
-    await add_sink(stores.notify, app, HOOK)
-    assert await list_sinks(stores.notify, app) == [HOOK]
+    await client.add_sink(app, HOOK)
+    await (await bus.kv(subjects.KV_SINKS)).delete(app)
+    assert await client.sinks(app) == []
+    await client.add_sink(app, HOOK)
+    assert await client.sinks(app) == [HOOK]

@@ -6,17 +6,19 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "services" / "dockyard"
 
 
-def _packages_on_disk() -> set[str]:
-    found = set()
-    for top, name in (("services", "dockyard"), ("schemas", "dockyard.schemas")):
-        for init in (ROOT / top).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / top).parts
-            found.add(".".join((name, *rel)))
-    return found
+def test_packages_are_found_not_listed() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["packages"] == {"find": {"where": ["services"]}}
 
 
-def test_every_package_is_listed() -> None:
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    assert listed == _packages_on_disk()
+def test_every_folder_with_python_is_a_package() -> None:
+    # `packages.find` skips a folder without __init__.py: its modules would be missing from
+    # a wheel while an editable install still imports them.
+    missing = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*") if p.is_dir()
+               and p.name != "__pycache__" and any(p.glob("*.py"))
+               and p.relative_to(PACKAGE).parts[:2] != ("demo", "sample")  # an app, shipped as data
+               and not (p / "__init__.py").exists()]
+    assert missing == []

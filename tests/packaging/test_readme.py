@@ -15,9 +15,12 @@ def commands() -> list[str]:
 def test_readme_opens_with_demo_and_tests() -> None:
     demo, tests = commands()
     assert demo.endswith("dockyard demo")
-    assert tests.endswith(".venv/bin/pytest")
+    # Type checks, lint and import contracts first, then the tests: one command, as CI runs it.
+    assert tests.endswith(".venv/bin/mypy && .venv/bin/ruff check && .venv/bin/lint-imports"
+                          " && .venv/bin/pytest")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line and not line.startswith("#")]
     assert lines[-1] == commands()[1]

@@ -2,6 +2,8 @@
 
 import pytest
 
+from dockyard.contract.manifest import HookSpec
+from dockyard.contract.plan import BuildConfig, Health
 from dockyard.plan.dockyard_toml import (
     ProcessOverride,
     line_index,
@@ -9,8 +11,6 @@ from dockyard.plan.dockyard_toml import (
     parse_dockyard_toml,
 )
 from dockyard.plan.errors import ManifestError
-from dockyard.schemas.manifest import HookSpec
-from dockyard.schemas.plan import BuildConfig, Health
 
 FULL = """\
 preset = "laravel"
@@ -55,7 +55,8 @@ def test_full_manifest() -> None:
     assert parsed.health == Health(path="/up", timeout=120.0)
     assert parsed.build == BuildConfig(dockerfile="Dockerfile", command="make", timeout=5400.0)
     assert parsed.processes == [
-        ProcessOverride(name="web", scale=2, line=12, source="dockyard.toml:[processes.web] (line 12)"),
+        ProcessOverride(name="web", scale=2, line=12,
+                        source="dockyard.toml:[processes.web] (line 12)"),
         ProcessOverride(name="queue", scale=0, command="php artisan queue:work", line=15,
                         source="dockyard.toml:[processes.queue] (line 15)"),
     ]
@@ -121,15 +122,20 @@ command = "seed"
          ("dockyard.toml:4: unknown phase `predeploi` (known phases: predeploy, release,"
          " postdeploy, after_switch, on_failure); did you mean `predeploy`?")),
         ('preset = "laravel"\nprest = 1\n',
-         ("dockyard.toml:2: unknown key `prest` (known: preset, drain, predeploy, release,"
-         " postdeploy, after_switch, on_failure, health, build, processes); did you mean `preset`?")),
-        ('[helth]\npath = "/"\n', ("dockyard.toml:1: unknown table `helth` (known: preset, drain,"
+         ("dockyard.toml:2: unknown key `prest` (known: preset, drain, appjson_postdeploy,"
          " predeploy, release, postdeploy, after_switch, on_failure, health, build, processes);"
+         " did you mean `preset`?")),
+        ('[helth]\npath = "/"\n', ("dockyard.toml:1: unknown table `helth` (known: preset, drain,"
+         " appjson_postdeploy, predeploy, release, postdeploy, after_switch, on_failure, health,"
+         " build, processes);"
          " did you mean `health`?")),
         ('[[release]]\ncommand = "a"\nlable = "x"\n',
          ("dockyard.toml:3: release[0]: unknown key `lable` (known keys: command, label, timeout,"
          " memory)")),
-        ('[[release]]\nlabel = "x"\n', "dockyard.toml:1: release[0]: missing required key `command`"),
+        ('[[release]]\nlabel = "x"\n',
+         "dockyard.toml:1: release[0]: missing required key `command`"),
+        ('preset = "rails"\nappjson_postdeploy = "always"\n',
+         "dockyard.toml:2: appjson_postdeploy: invalid enum value 'always'"),
         ('[[release]]\ncommand = "  "\n', "dockyard.toml:2: release[0].command: must not be empty"),
         ('[[release]]\ncommand = 3\n',
          "dockyard.toml:2: release[0].command: expected `str`, got `int`"),
@@ -137,19 +143,22 @@ command = "seed"
          " `object` (write [[release]], one table per command)")),
         ('preset = "wordpress"\n', ("dockyard.toml:1: preset: unknown preset `wordpress` (known"
          " presets: craft, django, laravel, rails, symfony)")),
-        ('[[postdeploy]]\ncommand = "a"\nmemory = "lots"\n', ('dockyard.toml:3: postdeploy[0].memory:'
-         ' "lots" is not a memory size (use e.g. "512M", "1G", "256MiB", or a number of bytes)')),
+        ('[[postdeploy]]\ncommand = "a"\nmemory = "lots"\n',
+         ('dockyard.toml:3: postdeploy[0].memory: "lots" is not a memory size'
+          ' (use e.g. "512M", "1G", "256MiB", or a number of bytes)')),
         ('[[on_failure]]\ncommand = "a"\ntimeout = -5\n',
          ("dockyard.toml:3: on_failure[0].timeout: -5 is not a positive duration (use e.g. \"90s\","
          ' "20m", "1h30m", or a number of seconds)')),
         ('[health]\npath = "up"\n', 'dockyard.toml:2: health.path: "up" must start with "/"'),
-        ('[health]\ntimeout = "soon"\n', ('dockyard.toml:2: health.timeout: "soon" is not a duration'
-         ' (use e.g. "90s", "20m", "1h30m", or a number of seconds)')),
+        ('[health]\ntimeout = "soon"\n',
+         ('dockyard.toml:2: health.timeout: "soon" is not a duration'
+          ' (use e.g. "90s", "20m", "1h30m", or a number of seconds)')),
         ('[build]\ntimeout = true\n',
          "dockyard.toml:2: build.timeout: expected `int | float | str | null`, got `bool`"),
         ('drain = "1 fortnight"\n', ('dockyard.toml:1: drain: "1 fortnight" is not a duration'
          ' (use e.g. "90s", "20m", "1h30m", or a number of seconds)')),
-        ('[processes.web]\nscale = -1\n', "dockyard.toml:2: processes.web.scale: expected `int` >= 0"),
+        ('[processes.web]\nscale = -1\n',
+         "dockyard.toml:2: processes.web.scale: expected `int` >= 0"),
         ('[processes.web]\nscale = "two"\n',
          "dockyard.toml:2: processes.web.scale: expected `int | null`, got `str`"),
         ('[processes.web]\nscal = 1\n',
@@ -157,7 +166,8 @@ command = "seed"
         ('\n[processes."my web"]\nscale = 1\n', ("dockyard.toml:2: processes.my web: a process name"
          " may hold only letters, digits, '_' and '-'")),
         ('[processes]\nweb = 2\n', "dockyard.toml:2: processes.web: expected `object`, got `int`"),
-        ('processes = 3\n', "dockyard.toml:1: processes: must be a table of [processes.<name>] tables"),
+        ('processes = 3\n',
+         "dockyard.toml:1: processes: must be a table of [processes.<name>] tables"),
     ],
 )
 def test_malformed(text: str, expected: str) -> None:

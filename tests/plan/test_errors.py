@@ -1,6 +1,6 @@
 """ManifestError and the other plan errors render their fields."""
 
-from dockyard.plan.errors import HookNotFound, InvalidAppName, ManifestError, PlanError
+from dockyard.plan.errors import HookNotFound, ManifestError, PlanError
 
 
 def test_manifest_error_with_line() -> None:
@@ -16,9 +16,6 @@ def test_manifest_error_without_line() -> None:
 
 def test_hook_not_found_lists_the_labels_of_the_phase() -> None:
     err = HookNotFound("shop", "postdeploy", "warm", ["a", "b"])
-    assert str(err) == "app 'shop' has no postdeploy hook labelled 'warm' (postdeploy hooks: 'a', 'b')"
+    assert str(err) == ("app 'shop' has no postdeploy hook labelled 'warm'"
+                        " (postdeploy hooks: 'a', 'b')")
     assert "hooks: none" in str(HookNotFound("shop", "release", "x", []))
-
-
-def test_invalid_app_name_names_the_name() -> None:
-    assert str(InvalidAppName("A", "must be lowercase")) == "invalid app name 'A': must be lowercase"

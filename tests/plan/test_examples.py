@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.contract.phase import HOOK_PHASES
+from dockyard.contract.plan import Plan
 from dockyard.plan.merge import build_plan, read_manifest_files
-from dockyard.schemas.plan import Plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -36,9 +37,12 @@ def test_appjson_app() -> None:
     plan = plan_of("appjson-app")
     assert [p.name for p in plan.processes] == ["web"]
     assert [c.source for c in plan.predeploy] == ["app.json:scripts.dokku.predeploy"]
-    assert [c.source for c in plan.postdeploy] == ["app.json:scripts.postdeploy"]
+    assert [(c.source, c.first_deploy_only) for c in plan.postdeploy] == [
+        ("app.json:scripts.postdeploy", True)]
     assert plan.release == plan.after_switch == plan.on_failure == []
-    assert plan.notes == []
+    assert plan.notes == [
+        "postdeploy: app.json:scripts.postdeploy runs on the app's first deploy only, as on Heroku"
+        ' and Dokku (appjson_postdeploy = "every" in dockyard.toml runs it on every deploy)']
 
 
 def test_toml_app() -> None:
@@ -92,7 +96,7 @@ def test_web_process_answers_with_name_and_release(name: str) -> None:
 def test_hooks_are_quick_shell_commands(name: str, tmp_path: Path) -> None:
     plan = plan_of(name)
     env = {**os.environ, "APP": name, "CONTAINER": "hook-1", "DOCKYARD_RELEASE": "v7"}
-    for phase in ("predeploy", "release", "postdeploy", "after_switch", "on_failure"):
+    for phase in HOOK_PHASES:
         for command in plan.commands(phase):
             done = subprocess.run(["sh", "-c", command.command], cwd=tmp_path, env=env,
                                   capture_output=True, timeout=10, check=False)

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.contract.manifest import OperatorHook
+from dockyard.contract.phase import Phase
+from dockyard.contract.plan import DEFAULT_MEMORY, BuildConfig, Command, Health, Plan, ProcessType
 from dockyard.plan.errors import InvalidHook, ManifestError
 from dockyard.plan.merge import build_plan, derive_label, join_names, read_manifest_files
-from dockyard.schemas.manifest import OperatorHook
-from dockyard.schemas.plan import DEFAULT_MEMORY, BuildConfig, Command, Health, Plan, ProcessType
 
 PROCFILE = """\
 web: python3 app.py
@@ -95,11 +96,49 @@ def test_procfile_wins_over_app_json_for_postdeploy() -> None:
 def test_app_json_dokku_postdeploy_wins_over_scripts_postdeploy() -> None:
     plan = build_plan({"Procfile": "web: x\n", "app.json": APP_JSON})
     assert [c.source for c in plan.postdeploy] == ["app.json:scripts.dokku.postdeploy"]
-    assert plan.notes == ["postdeploy: app.json scripts.dokku.postdeploy wins over scripts.postdeploy"]
+    assert plan.notes == [
+        "postdeploy: app.json scripts.dokku.postdeploy wins over scripts.postdeploy"]
+
+
+RAILS_APP_JSON = '{"scripts": {"postdeploy": "bundle exec rake db:setup"}}'
+FIRST_ONLY_NOTE = ("postdeploy: app.json:scripts.postdeploy runs on the app's first deploy only, as"
+                   ' on Heroku and Dokku (appjson_postdeploy = "every" in dockyard.toml runs it on'
+                   " every deploy)")
+
+
+def test_app_json_scripts_postdeploy_is_first_deploy_only() -> None:
+    plan = build_plan({"Procfile": "web: x\n", "app.json": RAILS_APP_JSON},
+                      [OperatorHook(phase="postdeploy", label="Warm", command="echo warm")])
+    assert [(c.command, c.first_deploy_only) for c in plan.postdeploy] == [
+        ("bundle exec rake db:setup", True), ("echo warm", False)]
+    assert plan.notes == [FIRST_ONLY_NOTE]
+
+
+@pytest.mark.parametrize(("setting", "first_only"), [("", True), ('appjson_postdeploy = "first"\n',
+                                                                 True),
+                                                     ('appjson_postdeploy = "every"\n', False)])
+def test_appjson_postdeploy_setting(setting: str, first_only: bool) -> None:
+    plan = build_plan({"Procfile": "web: x\n", "app.json": RAILS_APP_JSON,
+                       "dockyard.toml": setting})
+    assert [c.first_deploy_only for c in plan.postdeploy] == [first_only]
+    assert plan.notes == [FIRST_ONLY_NOTE if first_only else
+                          'postdeploy: app.json:scripts.postdeploy runs on every deploy'
+                          ' (appjson_postdeploy = "every")']
+
+
+def test_only_app_json_scripts_postdeploy_is_first_deploy_only() -> None:
+    """Dokku's own postdeploy, the Procfile's, the toml's and the preset's run every deploy."""
+    for files in ({"Procfile": "web: x\n", "app.json": APP_JSON},
+                  {"Procfile": PROCFILE, "app.json": RAILS_APP_JSON},
+                  {"Procfile": PROCFILE, "app.json": APP_JSON, "dockyard.toml": TOML}):
+        plan = build_plan(files)
+        assert plan.postdeploy and not any(c.first_deploy_only for c in plan.postdeploy)
+        assert FIRST_ONLY_NOTE not in plan.notes
 
 
 def test_preset_alone_expands_with_labels() -> None:
-    plan = build_plan({"Procfile": "web: php -S 0.0.0.0:$PORT\n", "dockyard.toml": 'preset = "laravel"'})
+    plan = build_plan({"Procfile": "web: php -S 0.0.0.0:$PORT\n",
+                       "dockyard.toml": 'preset = "laravel"'})
     assert [(c.label, c.command, c.source) for c in plan.release] == [
         ("Migrate database", "php artisan migrate --force", "preset:laravel"),
     ]
@@ -134,14 +173,16 @@ def test_defaults_when_nothing_is_given() -> None:
 
 def test_custom_defaults() -> None:
     plan = build_plan({"Procfile": "web: x\nrelease: y\n"},
-                      timeouts={"predeploy": 1, "release": 2, "postdeploy": 3,
-                                "after_switch": 4, "on_failure": 5}, memory=64 * 1024**2)
+                      timeouts={Phase.PREDEPLOY: 1, Phase.RELEASE: 2, Phase.POSTDEPLOY: 3,
+                                Phase.AFTER_SWITCH: 4, Phase.ON_FAILURE: 5},
+                      memory=64 * 1024**2)
     assert (plan.release[0].timeout, plan.release[0].memory) == (2, 64 * 1024**2)
 
 
 def test_health_build_and_drain_from_toml() -> None:
     plan = build_plan({"Procfile": "web: x\n", "dockyard.toml":
-                       'drain = "5s"\n[health]\npath = "/up"\n[build]\ndockerfile = "Dockerfile.prod"\n'})
+                       'drain = "5s"\n[health]\npath = "/up"\n'
+                       '[build]\ndockerfile = "Dockerfile.prod"\n'})
     assert plan.health == Health(path="/up")
     assert plan.build == BuildConfig(dockerfile="Dockerfile.prod")
     assert plan.drain == 5.0
@@ -187,7 +228,8 @@ def test_derive_label() -> None:
 
 
 def test_join_names() -> None:
-    assert [join_names(x) for x in (["a"], ["a", "b"], ["a", "b", "c"])] == ["a", "a and b", "a, b and c"]
+    assert [join_names(x) for x in (["a"], ["a", "b"], ["a", "b", "c"])] == [
+        "a", "a and b", "a, b and c"]
 
 
 def test_read_manifest_files(tmp_path: Path) -> None:

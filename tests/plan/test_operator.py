@@ -1,4 +1,8 @@
-"""Operator hooks in the `hooks` KV bucket of a real nats-server, with optimistic concurrency."""
+"""Operator hooks in the `hooks` KV bucket of a real nats-server, with optimistic concurrency.
+
+The hooks door (state/hooks.py) keeps them; the client checks the app name and the hook and
+changes them through the door; the pure changes are plan/operator.py's.
+"""
 
 import asyncio
 import uuid
@@ -6,17 +10,12 @@ import uuid
 import msgspec
 import pytest
 
-from dockyard.bus.topology import Stores
-from dockyard.plan.errors import HookNotFound, InvalidAppName, InvalidHook
-from dockyard.plan.operator import (
-    add_hook,
-    added,
-    list_hooks,
-    remove_hook,
-    removed,
-    validate_hook,
-)
-from dockyard.schemas.manifest import OperatorHook, OperatorHooks
+from dockyard.client import ClientError, DockyardClient
+from dockyard.contract import subjects
+from dockyard.contract.manifest import OperatorHook, OperatorHooks
+from dockyard.plan.errors import HookNotFound, InvalidHook
+from dockyard.plan.operator import added, removed, validate_hook
+from tests.conftest import Bus
 
 
 def _app() -> str:
@@ -29,65 +28,67 @@ def hook(label: str, phase: str = "postdeploy", command: str = "echo hi") -> Ope
     return OperatorHook(phase=phase, label=label, command=command)
 
 
-async def test_add_list_remove(stores: Stores) -> None:
+async def test_add_list_remove(bus: Bus, client: DockyardClient) -> None:
     app = _app()
-    assert await list_hooks(stores.hooks, app) == OperatorHooks()
-    await add_hook(stores.hooks, app, hook("Warm"))
-    await add_hook(stores.hooks, app, hook("Backup", phase="release"))
-    after = await add_hook(stores.hooks, app, hook("Notify"))
+    assert await client.doors.hooks.load(app) == OperatorHooks()
+    await client.add_hook(app, hook("Warm"))
+    await client.add_hook(app, hook("Backup", phase="release"))
+    after = await client.add_hook(app, hook("Notify"))
     assert [h.label for h in after.hooks] == ["Warm", "Backup", "Notify"]
-    assert await list_hooks(stores.hooks, app) == after
-    left = await remove_hook(stores.hooks, app, "postdeploy", "Warm")
+    assert await client.doors.hooks.load(app) == after
+    left = await client.remove_hook(app, "postdeploy", "Warm")
     assert [h.label for h in left.hooks] == ["Backup", "Notify"]
-    assert await list_hooks(stores.hooks, app) == left
-    stored = await stores.hooks.get(app)
+    assert await client.doors.hooks.load(app) == left
+    stored = await (await bus.kv(subjects.KV_HOOKS)).get(app)
     assert msgspec.json.decode(stored.value or b"", type=OperatorHooks) == left
 
 
-async def test_remove_absent_names_label_and_phase(stores: Stores) -> None:
+async def test_remove_absent_names_label_and_phase(client: DockyardClient) -> None:
     app = _app()
-    await add_hook(stores.hooks, app, hook("Warm"))
+    await client.add_hook(app, hook("Warm"))
     with pytest.raises(HookNotFound) as info:
-        await remove_hook(stores.hooks, app, "release", "Warm")
+        await client.remove_hook(app, "release", "Warm")
     assert str(info.value) == (f"app '{app}' has no release hook labelled 'Warm'"
                                " (release hooks: none)")
     with pytest.raises(HookNotFound, match="postdeploy hooks: 'Warm'"):
-        await remove_hook(stores.hooks, app, "postdeploy", "Cold")
+        await client.remove_hook(app, "postdeploy", "Cold")
 
 
-async def test_validation_before_touching_the_store(stores: Stores) -> None:
-    with pytest.raises(InvalidAppName):
-        await add_hook(stores.hooks, "Bad_Name", hook("x"))
-    with pytest.raises(InvalidHook, match="unknown phase `predeploi`"):
-        await add_hook(stores.hooks, _app(), hook("x", phase="predeploi"))
-    with pytest.raises(InvalidHook, match="unknown phase"):
-        await remove_hook(stores.hooks, _app(), "later", "x")
-    with pytest.raises(InvalidAppName):
-        await list_hooks(stores.hooks, "")
-
-
-async def test_duplicate_label_in_a_phase_is_refused(stores: Stores) -> None:
+async def test_validation_before_touching_the_store(client: DockyardClient) -> None:
+    with pytest.raises(ClientError, match="invalid app name 'Bad_Name'"):
+        await client.add_hook("Bad_Name", hook("x"))
     app = _app()
-    await add_hook(stores.hooks, app, hook("Warm"))
-    await add_hook(stores.hooks, app, hook("Warm", phase="release"))
+    with pytest.raises(InvalidHook, match="unknown phase `predeploi`"):
+        await client.add_hook(app, hook("x", phase="predeploi"))
+    with pytest.raises(InvalidHook, match="unknown phase"):
+        await client.remove_hook(app, "later", "x")
+    with pytest.raises(ClientError, match="invalid app name ''"):
+        await client.plan("")
+    assert await client.doors.hooks.load(app) == OperatorHooks()
+
+
+async def test_duplicate_label_in_a_phase_is_refused(client: DockyardClient) -> None:
+    app = _app()
+    await client.add_hook(app, hook("Warm"))
+    await client.add_hook(app, hook("Warm", phase="release"))
     with pytest.raises(InvalidHook, match="already exists"):
-        await add_hook(stores.hooks, app, hook("Warm"))
+        await client.add_hook(app, hook("Warm"))
 
 
-async def test_concurrent_adds_all_land(stores: Stores) -> None:
+async def test_concurrent_adds_all_land(client: DockyardClient) -> None:
     app = _app()
     labels = [f"hook-{i}" for i in range(12)]
-    await asyncio.gather(*(add_hook(stores.hooks, app, hook(label)) for label in labels))
-    stored = await list_hooks(stores.hooks, app)
+    await asyncio.gather(*(client.add_hook(app, hook(label)) for label in labels))
+    stored = await client.doors.hooks.load(app)
     assert sorted(h.label for h in stored.hooks) == sorted(labels)
 
 
-async def test_add_after_the_key_was_deleted(stores: Stores) -> None:
+async def test_add_after_the_key_was_deleted(bus: Bus, client: DockyardClient) -> None:
     app = _app()
-    await add_hook(stores.hooks, app, hook("Warm"))
-    await stores.hooks.delete(app)
-    assert await list_hooks(stores.hooks, app) == OperatorHooks()
-    after = await add_hook(stores.hooks, app, hook("Cold"))
+    await client.add_hook(app, hook("Warm"))
+    await (await bus.kv(subjects.KV_HOOKS)).delete(app)
+    assert await client.doors.hooks.load(app) == OperatorHooks()
+    after = await client.add_hook(app, hook("Cold"))
     assert [h.label for h in after.hooks] == ["Cold"]
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from dockyard.contract.phase import HOOK_PHASES
 from dockyard.plan.presets import PRESETS, preset_hooks
-from dockyard.schemas.plan import HOOK_PHASES
 
 
 def test_known_presets() -> None:

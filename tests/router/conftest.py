@@ -1,12 +1,17 @@
-"""Router test helpers: tiny real upstream HTTP servers, events, a real Caddy per test."""
+"""Router test helpers: tiny real upstream HTTP servers, events and the records that vouch for
+them, a real Caddy per test, and a fake admin API and emitter for handler unit tests."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,17 +19,32 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from dockyard.bus.embedded import free_port
-from dockyard.router.caddy import CaddyProcess, start_caddy
-from dockyard.schemas import codec, subjects
-from dockyard.schemas.events import (
+from dockyard.bus.emit import Emitter
+from dockyard.contract import codec, subjects
+from dockyard.contract.events import (
     AnyEvent,
     DeployQueued,
     DeploySpec,
+    Event,
     HookSucceeded,
     InstanceRef,
-    event_id,
+    new_id,
 )
-from dockyard.schemas.plan import Plan
+from dockyard.contract.plan import Plan
+from dockyard.router.app import SERVICE
+from dockyard.router.caddy import (
+    CaddyAdmin,
+    CaddyProcess,
+    CaddyRefused,
+    CaddyUnreachable,
+    bootstrap_config,
+    caddy_binary,
+    start_caddy,
+)
+from dockyard.router.verify import POSTDEPLOY_STEP
+from dockyard.state.placements import Placement, PlacementWriter
+from dockyard.state.steps import StepRecords
+from tests.events import make
 
 
 @dataclass
@@ -100,6 +120,34 @@ async def caddy(tmp_path: Path) -> AsyncIterator[CaddyProcess]:
 
 
 @pytest.fixture
+async def tcp_admin_caddy(tmp_path: Path) -> AsyncIterator[str]:
+    """A Caddy someone else runs with its admin API on TCP (DOCKYARD_CADDY_ADMIN as a URL)."""
+    listen = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "operator.json"
+    config.write_text(json.dumps(bootstrap_config(listen)))
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    process = await asyncio.create_subprocess_exec(
+        caddy_binary(), "run", "--config", str(config), env=env, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{listen}"
+
+    async def answers() -> bool:
+        try:
+            await CaddyAdmin(url, timeout=1).config()
+        except CaddyUnreachable:
+            return False
+        return True
+
+    try:
+        await wait_for(answers, within=15)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.fixture
 def http_port() -> int:
     """A free loopback port for Caddy's HTTP server."""
     return free_port()
@@ -113,15 +161,28 @@ def spec() -> DeploySpec:
 def hook_succeeded(app: str, deployment_id: str, release: int,
                    instances: list[InstanceRef]) -> HookSucceeded:
     """The event that opens the gate for a switch."""
-    return HookSucceeded(id=event_id(deployment_id, "dockyard.hook.succeeded"), source="test",
-                         subject=app, deployment_id=deployment_id, release=release,
-                         spec=spec(), instances=instances)
+    return make(HookSucceeded, app=app, deployment_id=deployment_id, release=release,
+                spec=spec(), instances=instances)
+
+
+async def open_gate(steps: StepRecords, placements: PlacementWriter, event: HookSucceeded,
+                    instances: list[InstanceRef] | None = None) -> None:
+    """Record what the scheduler and the hook-runner record before a genuine hook.succeeded:
+    the release's placement (`instances`, the event's by default), then the postdeploy outcome."""
+    await placements.record(Placement(
+        app=event.app, release=event.release, deployment_id=event.deployment_id,
+        instances=list(event.data.instances if instances is None else instances)))
+    await steps.finish(event.deployment_id, POSTDEPLOY_STEP, event)
+
+
+def deployment() -> str:
+    """A fresh deployment id, in its one accepted form."""
+    return new_id()
 
 
 def deploy_queued(app: str, deployment_id: str) -> DeployQueued:
     """The event of a queued deploy."""
-    return DeployQueued(id=event_id(deployment_id, "dockyard.deploy.queued"), source="test",
-                        subject=app, deployment_id=deployment_id)
+    return make(DeployQueued, app=app, deployment_id=deployment_id)
 
 
 def app_name(prefix: str = "app") -> str:
@@ -145,10 +206,10 @@ async def stream_events(js: JetStreamContext, subject: str, wait: float = 0.5) -
     return found
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll check until it holds, failing after timeout."""
+async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll check until it holds, failing after `within` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not await check():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
@@ -158,3 +219,34 @@ async def get(http_port: int, host: str, path: str = "/") -> httpx.Response:
     """GET through Caddy with an explicit Host header."""
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.get(f"http://127.0.0.1:{http_port}{path}", headers={"Host": host})
+
+
+@dataclass
+class FakeAdmin(CaddyAdmin):
+    """Caddy's admin API in memory: keeps every config loaded, or refuses, or does not answer."""
+
+    url: str = "/nonexistent/fake-admin.sock"
+    refuse: bool = False
+    unreachable: bool = False
+    configs: list[Any] = field(default_factory=list)
+
+    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        if self.unreachable:
+            raise CaddyUnreachable(self.url, "ConnectError: nobody listens")
+        if method == "POST":
+            if self.refuse:
+                raise CaddyRefused(self.url, 400, "loading new config: address already in use")
+            self.configs.append(body)
+        return httpx.Response(200, json=self.configs[-1] if self.configs else {})
+
+
+class RecordingEmitter(Emitter):
+    """The router's emitter, keeping what it would publish instead of publishing it."""
+
+    def __init__(self) -> None:
+        super().__init__(None, SERVICE.name, SERVICE.publishes)  # type: ignore[arg-type]
+        self.emitted: list[Event[Any]] = []
+
+    async def emit(self, event: Event[Any]) -> Event[Any]:
+        self.emitted.append(event)
+        return event

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dockyard.bus.emit import Emitter
+from dockyard.contract.events import (
+    DeployFailed,
+    FailureData,
+    InstanceRef,
+    SwitchData,
+    TrafficFailed,
+    TrafficSwitched,
+    event_id,
+)
+from dockyard.contract.state import LiveRelease, Pending
+from dockyard.router.app import SERVICE
 from dockyard.router.routes import (
     AppRoute,
     Ignore,
@@ -13,16 +25,16 @@ from dockyard.router.routes import (
     decide_queued,
     decide_switch,
     previous_release_from_history,
-    switch_failed_event,
-    switched_event,
+    switch_failed,
+    switched,
     table_from_state,
     upstreams,
     with_live,
     with_pending,
     without_pending,
 )
-from dockyard.schemas.events import DeployFailed, InstanceRef, event_id
-from dockyard.schemas.state import LiveRelease, Pending
+from dockyard.router.verify import Verified
+from tests.events import make
 
 from .conftest import deploy_queued, hook_succeeded, spec
 
@@ -38,9 +50,12 @@ def live(app: str, deployment_id: str, release: int, *instances: InstanceRef) ->
 
 
 def failed(app: str, deployment_id: str) -> DeployFailed:
-    return DeployFailed(id=event_id(deployment_id, "dockyard.deploy.failed"), source="test",
-                        subject=app, deployment_id=deployment_id, status="build-error",
-                        reason="boom")
+    return make(DeployFailed, app=app, deployment_id=deployment_id, status="build-error",
+                reason="boom")
+
+
+# The router's emitter stamps its facts (no broker needed to stamp).
+ROUTER = Emitter(None, SERVICE.name, SERVICE.publishes)  # type: ignore[arg-type]
 
 
 def test_upstreams_are_web_instances_with_a_port_sorted() -> None:
@@ -53,6 +68,12 @@ def test_table_from_state_live_wins_over_pending() -> None:
                               Pending(app="blog", deployment_id="d3")])
     assert table == {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:5001",)),
                      "blog": AppRoute(app="blog", pending=True)}
+
+
+def test_table_from_state_leaves_out_records_of_invalid_app_names() -> None:
+    table = table_from_state([live("../../x", "d1", 1, WEB), live("shop", "d2", 1, WEB)],
+                             [Pending(app="a/b", deployment_id="d3")])
+    assert list(table) == ["shop"]
 
 
 def test_with_live_replaces_only_that_app() -> None:
@@ -77,9 +98,13 @@ def test_without_pending_keeps_live_apps() -> None:
     assert without_pending(table, "shop") == table
 
 
+def verified(deployment_id: str, release: int, *instances: InstanceRef) -> Verified:
+    return Verified(app="shop", deployment_id=deployment_id, release=release, spec=spec(),
+                    instances=list(instances))
+
+
 def test_first_switch() -> None:
-    event = hook_succeeded("shop", "d1", 1, [WEB])
-    decision = decide_switch(event, None)
+    decision = decide_switch(verified("d1", 1, WEB), None)
     assert isinstance(decision, Switch)
     assert decision.previous_release is None
     assert (decision.live.app, decision.live.release, decision.live.deployment_id,
@@ -87,18 +112,18 @@ def test_first_switch() -> None:
 
 
 def test_next_switch_names_the_previous_release() -> None:
-    decision = decide_switch(hook_succeeded("shop", "d2", 2, [WEB2]), live("shop", "d1", 1, WEB))
+    decision = decide_switch(verified("d2", 2, WEB2), live("shop", "d1", 1, WEB))
     assert isinstance(decision, Switch)
     assert decision.previous_release == 1
 
 
 def test_redelivery_only_republishes() -> None:
     current = live("shop", "d1", 1, WEB)
-    assert decide_switch(hook_succeeded("shop", "d1", 1, [WEB]), current) == Republish(live=current)
+    assert decide_switch(verified("d1", 1, WEB), current) == Republish(live=current)
 
 
 def test_late_older_release_is_ignored() -> None:
-    decision = decide_switch(hook_succeeded("shop", "d1", 1, [WEB]), live("shop", "d2", 2, WEB2))
+    decision = decide_switch(verified("d1", 1, WEB), live("shop", "d2", 2, WEB2))
     assert isinstance(decision, Ignore)
 
 
@@ -121,17 +146,26 @@ def test_failed_clears_pending_only_for_that_deployment() -> None:
 
 def test_switched_event_is_deterministic() -> None:
     record = live("shop", "d2", 2, WEB2)
-    first, again = switched_event(record, 1), switched_event(record, 1)
-    assert first == again
-    assert first.id == event_id("d2", "dockyard.traffic.switched")
-    assert (first.source, first.app, first.release, first.previous_release, first.instances) == (
-        "dockyard/router", "shop", 2, 1, [WEB2])
+    assert switched(record, 1) == switched(record, 1)
+    assert switched(record, 1).data == SwitchData(spec=spec(), instances=[WEB2],
+                                                  previous_release=1)
+    trigger = hook_succeeded("shop", "d2", 2, [WEB2])
+    first = ROUTER.after(trigger, switched(record, 1))
+    again = ROUTER.after(trigger, switched(record, 1))
+    assert isinstance(first, TrafficSwitched)
+    assert first.id == again.id == event_id("d2", "dockyard.traffic.switched")
+    assert first.data == again.data
+    assert (first.source, first.app, first.release, first.data.previous_release,
+            first.data.instances) == ("dockyard/router", "shop", 2, 1, [WEB2])
     assert first.nats_subject() == "dockyard.evt.shop.traffic.switched"
 
 
 def test_switch_failed_event() -> None:
-    event = switch_failed_event(hook_succeeded("shop", "d2", 2, [WEB]), "caddy down")
-    assert (event.status, event.reason, event.deployment_id, event.source) == (
+    fact = switch_failed("caddy down")
+    assert fact.data == FailureData(status="switch-error", reason="caddy down")
+    event = ROUTER.after(hook_succeeded("shop", "d2", 2, [WEB]), fact)
+    assert isinstance(event, TrafficFailed)
+    assert (event.data.status, event.data.reason, event.deployment_id, event.source) == (
         "switch-error", "caddy down", "d2", "dockyard/router")
     assert event.id == event_id("d2", "dockyard.traffic.failed")
 

@@ -61,6 +61,12 @@ async def _labelled(docker: aiodocker.Docker, app: str) -> tuple[list[str], list
     return [c.id for c in containers], [i["Id"] for i in images]
 
 
+async def networks_of(docker: aiodocker.Docker, app: str) -> list[str]:
+    """The networks labelled with an app (its own, while something of it runs)."""
+    found = await docker.networks.list(filters={"label": [f"dockyard.app={app}"]})
+    return [str(n["Name"]) for n in found]
+
+
 @pytest.fixture(scope="module")
 async def engine(app: str) -> AsyncIterator[aiodocker.Docker]:
     """A raw engine client; at the end it checks nothing the tests labelled remains."""
@@ -84,9 +90,13 @@ async def engine(app: str) -> AsyncIterator[aiodocker.Docker]:
         assert len(kept) < len(pending), f"images that cannot be removed: {kept}"
         pending = kept
     left = await _labelled(docker, app)
+    networks = await networks_of(docker, app)
+    for name in networks:
+        await (await docker.networks.get(name)).delete()
     await docker.close()
     assert containers == [], "the runtime left containers behind"
     assert left == ([], []), "cleanup left labelled containers or images"
+    assert networks == [], "the runtime left the app's network behind"
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +386,72 @@ async def test_an_instance_that_exits_at_once_is_a_start_error(
         await runtime.start_instance(s)
     filters = json.dumps({"label": [f"dockyard.deployment={s.deployment_id}"]})
     assert await engine.containers.list(all=True, filters=filters) == []
+
+
+# ---------------------------------------------------------------- confined
+
+
+async def test_oneoff_has_no_capabilities_no_privilege_gain_and_a_pids_limit(
+        runtime: DockerRuntime, engine: aiodocker.Docker, app: str, base_image: str) -> None:
+    log = Lines()
+    s = spec(app, base_image, "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; "
+                              "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null"
+                              " || cat /sys/fs/cgroup/pids.max; test -e /var/run/docker.sock"
+                              " && echo socket || echo no-socket")
+    assert (await runtime.run_oneoff(s, log)).exit_code == 0
+    assert [line.split() for line in log.of("out")] == [
+        ["CapPrm:", "0000000000000000"], ["CapEff:", "0000000000000000"], ["NoNewPrivs:", "1"],
+        ["256"], ["no-socket"]]
+    assert await networks_of(engine, app) == []  # gone with the app's last container
+
+
+async def test_a_fork_bomb_stops_at_the_pids_limit(
+        runtime: DockerRuntime, engine: aiodocker.Docker, app: str, base_image: str) -> None:
+    # The limit is checked first: without it the bomb is never lit.
+    s = spec(app, base_image, "[ \"$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null"
+                              " || cat /sys/fs/cgroup/pids.max)\" = 256 ] || exit 9; "
+                              "bomb() { bomb | bomb & }; bomb; sleep 2; echo still-here",
+             timeout=30.0)
+    log = Lines()
+    began = time.monotonic()
+    result = await runtime.run_oneoff(s, log)
+    assert result.exit_code != 9, "no pids limit"
+    assert not result.timed_out and time.monotonic() - began < 30
+    assert any("fork" in line or "Resource temporarily unavailable" in line
+               for line in log.of("err")), log.lines[-5:]
+    assert await containers_of(engine, s) == []
+
+
+async def _address(engine: aiodocker.Docker, ref_id: str) -> str:
+    """An instance's address on the one network it is on."""
+    info = await engine.containers.container(ref_id).show()
+    (network,) = info["NetworkSettings"]["Networks"].values()
+    return str(network["IPAddress"])
+
+
+async def test_a_oneoff_reaches_its_own_apps_instances_but_no_other_apps(
+        engine: aiodocker.Docker, app: str, web_image: str, base_image: str) -> None:
+    other = f"{app}-b"
+    runtime = DockerRuntime()
+    ours = await runtime.start_instance(instance(app, web_image))
+    theirs = await runtime.start_instance(instance(other, web_image))
+    try:
+        targets = {"own": await _address(engine, ours.id),
+                   "other": await _address(engine, theirs.id)}
+        probe = "; ".join(
+            f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 5000 | grep -q '^HTTP/1' "
+            f"&& echo {name}-reached || echo {name}-refused" for name, ip in targets.items())
+        # And the other app's port published on the host's loopback, through the gateway.
+        probe += (f"; gw=$(ip route | awk '/default/ {{print $3}}'); "
+                  f"nc -w 2 $gw {theirs.port} </dev/null && echo published-reached"
+                  " || echo published-refused")
+        log = Lines()
+        assert (await runtime.run_oneoff(spec(app, base_image, probe), log)).exit_code == 0
+        assert log.of("out") == ["own-reached", "other-refused", "published-refused"]
+        assert await networks_of(engine, app) == [f"dockyard-{app}"]
+    finally:
+        await runtime.stop_instance(theirs, grace=0)
+        await runtime.stop_instance(ours, grace=0)
+        await runtime.close()
+    assert await networks_of(engine, other) == []
+    assert await networks_of(engine, app) == []

@@ -63,12 +63,35 @@ def test_oneoff_labels_and_name() -> None:
         "dockyard.phase=postdeploy", "dockyard.container=postdeploy-1", "dockyard.role=oneoff"]}
 
 
-def test_oneoff_host_config_is_isolated_and_memory_limited() -> None:
+CONFINED = {"NetworkMode": "dockyard-shop", "Privileged": False, "CapDrop": ["ALL"],
+            "CapAdd": [], "SecurityOpt": ["no-new-privileges"], "PidsLimit": 256,
+            "RestartPolicy": {"Name": "no"}, "AutoRemove": False}
+
+
+def test_oneoff_host_config_is_confined_and_memory_limited() -> None:
     host = dc.oneoff_config(oneoff(memory=256 * MIB))["HostConfig"]
-    assert host == {"Memory": 256 * MIB, "MemorySwap": 256 * MIB, "NetworkMode": "bridge",
-                    "Privileged": False, "RestartPolicy": {"Name": "no"}, "AutoRemove": False}
+    assert host == {**CONFINED, "Memory": 256 * MIB, "MemorySwap": 256 * MIB}
     assert not host.get("Binds") and not host.get("Mounts") and not host.get("VolumesFrom")
     assert "docker.sock" not in repr(dc.oneoff_config(oneoff()))
+
+
+def test_confinement_settings_add_capabilities_back_and_set_the_pids_limit() -> None:
+    confinement = dc.Confinement(cap_add=("NET_BIND_SERVICE", "CHOWN"), pids_limit=64)
+    for config in (dc.oneoff_config(oneoff(), confinement),
+                   dc.instance_config(instance(), "127.0.0.1", confinement)):
+        host = config["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE", "CHOWN"]
+        assert host["PidsLimit"] == 64 and host["SecurityOpt"] == ["no-new-privileges"]
+
+
+def test_each_app_has_a_network_of_its_own() -> None:
+    assert dc.network_name("shop") == "dockyard-shop" != dc.network_name("blog")
+    assert dc.network_config("shop") == {
+        "Name": "dockyard-shop", "Driver": "bridge", "CheckDuplicate": True,
+        "Labels": {"dockyard.app": "shop", "dockyard.role": "network"}}
+    assert dc.oneoff_config(oneoff())["HostConfig"]["NetworkMode"] == "dockyard-shop"
+    assert dc.instance_config(instance(app="blog"), "127.0.0.1")["HostConfig"][
+        "NetworkMode"] == "dockyard-blog"
 
 
 def test_instance_config_web_publishes_port_5000_on_loopback() -> None:
@@ -77,7 +100,7 @@ def test_instance_config_web_publishes_port_5000_on_loopback() -> None:
     assert config["ExposedPorts"] == {"5000/tcp": {}}
     assert config["HostConfig"]["PortBindings"] == {
         "5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
-    assert config["HostConfig"]["RestartPolicy"] == {"Name": "no"}
+    assert {k: v for k, v in config["HostConfig"].items() if k != "PortBindings"} == CONFINED
     assert not config["HostConfig"].get("Binds") and not config["HostConfig"].get("Mounts")
     assert "Cmd" not in config  # no command: the image's default
     assert config["Labels"] == {

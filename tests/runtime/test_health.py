@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
+from dockyard.contract.plan import Health
 from dockyard.runtime.base import StartError
 from dockyard.runtime.health import (
     HealthError,
@@ -16,7 +18,6 @@ from dockyard.runtime.health import (
     probe_failure,
     wait_healthy,
 )
-from dockyard.schemas.plan import Health
 
 HOST = "127.0.0.1"
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dockyard.store import MigrationError, Store, StoreURLError, open_store
-from dockyard.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+
+from dockyard.store import MigrationError, Store, StoreURLError, open_store
+from dockyard.store.migrations import MIGRATIONS, Migration, current_version, migrate
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = {"app", "release", "deployment", "hook_run", "instance", "route", "delivery",

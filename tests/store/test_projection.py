@@ -10,7 +10,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from dockyard.schemas.events import (
+from sqlmodel import select
+
+from dockyard.contract.events import (
     BuildStarted,
     BuildSucceeded,
     CommandFinished,
@@ -34,7 +36,7 @@ from dockyard.schemas.events import (
     StartSucceeded,
     TrafficSwitched,
 )
-from dockyard.schemas.plan import Plan
+from dockyard.contract.plan import Plan
 from dockyard.store import Store, apply_event, migrate, open_store, project
 from dockyard.store.models import AppliedEvent, Delivery, HookRun, Instance
 from dockyard.store.projection import next_status
@@ -47,7 +49,7 @@ from dockyard.store.queries import (
     list_releases,
     list_routes,
 )
-from sqlmodel import select
+from tests.events import make
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -83,12 +85,12 @@ class Seq:
     def __init__(self, app: str, dep: str, release: int, start: datetime = T0) -> None:
         self.app, self.dep, self.release, self.t, self.n = app, dep, release, start, 0
 
-    def __call__(self, cls: type[Event], **kw: Any) -> Any:
+    def __call__(self, cls: type[Event[Any]], **kw: Any) -> Any:
         self.n += 1
         self.t += timedelta(seconds=1)
         kw.setdefault("release", self.release)
-        return cls(id=f"{self.dep}-{self.n}", source="test", subject=self.app,
-                   deployment_id=self.dep, time=self.t, **kw)
+        return make(cls, id=f"{self.dep}-{self.n}", source="test", app=self.app,
+                    deployment_id=self.dep, time=self.t, **kw)
 
 
 def instances(release: int, tag: str) -> list[InstanceRef]:
@@ -97,12 +99,12 @@ def instances(release: int, tag: str) -> list[InstanceRef]:
 
 
 def successful(app: str, dep: str, release: int, start: datetime = T0,
-               retire: list[str] | None = None) -> list[Event]:
+               retire: list[str] | None = None) -> list[Event[Any]]:
     e = Seq(app, dep, release, start)
     inst = instances(release, dep)
     return [
-        e(DeployQueued, release=0), e(BuildStarted, release=0), e(BuildSucceeded, spec=spec(release)),
-        e(ReleaseStarted, spec=spec(release)),
+        e(DeployQueued, release=0), e(BuildStarted, release=0),
+        e(BuildSucceeded, spec=spec(release)), e(ReleaseStarted, spec=spec(release)),
         e(CommandStarted, hook_phase="release", label="Migrate", index=1, total=1,
           command="migrate"),
         e(CommandFinished, hook_phase="release", label="Migrate", index=1, total=1,
@@ -123,12 +125,13 @@ def successful(app: str, dep: str, release: int, start: datetime = T0,
     ]
 
 
-def hook_error(app: str, dep: str, release: int, start: datetime) -> list[Event]:
+def hook_error(app: str, dep: str, release: int, start: datetime) -> list[Event[Any]]:
     e = Seq(app, dep, release, start)
     inst = instances(release, dep)
     tail = [f"line {i}" for i in range(3)]
     return [
-        e(DeployQueued, release=0), e(BuildStarted, release=0), e(BuildSucceeded, spec=spec(release)),
+        e(DeployQueued, release=0), e(BuildStarted, release=0),
+        e(BuildSucceeded, spec=spec(release)),
         e(ReleaseStarted, spec=spec(release)), e(ReleaseSucceeded, spec=spec(release)),
         e(StartStarted, spec=spec(release)), e(StartSucceeded, spec=spec(release), instances=inst),
         e(HookStarted, spec=spec(release), instances=inst),
@@ -142,7 +145,7 @@ def hook_error(app: str, dep: str, release: int, start: datetime) -> list[Event]
     ]
 
 
-def apply_all(store: Store, events: list[Event]) -> list[bool]:
+def apply_all(store: Store, events: list[Event[Any]]) -> list[bool]:
     return [project(store, ev) for ev in events]
 
 
@@ -256,6 +259,23 @@ def test_next_status_rules() -> None:
                        e(DeployAborted, status="cancelled", reason="r")) is None
     assert next_status("hook-error", False, e(DeploySucceeded)) == "succeeded"
     assert next_status("succeeded", True, e(DeployFailed, status="hook-error", reason="r")) is None
+
+
+def test_the_config_version_is_the_one_the_release_phase_pinned(store: Store) -> None:
+    # build.succeeded carries the build's spec, before the hook-runner pinned the config
+    # version; release.started onwards carry the pinned one.
+    e = Seq("pin", "v1", 1)
+    unpinned = DeploySpec(runtime="process", build_id="b1", artifact="/art/1", plan=Plan())
+    apply_all(store, [e(DeployQueued, release=0), e(BuildSucceeded, spec=unpinned),
+                      e(ReleaseStarted, spec=spec(1)), e(ReleaseSucceeded, spec=spec(1))])
+    assert [(r["number"], r["build_id"], r["config_version"])
+            for r in list_releases(store, "pin")] == [(1, "b1", 3)]
+    # In any order: a late build.succeeded does not unpin it.
+    late = Seq("pin2", "v2", 1)
+    queued, built, started = (late(DeployQueued, release=0), late(BuildSucceeded, spec=unpinned),
+                              late(ReleaseStarted, spec=spec(1)))
+    apply_all(store, [queued, started, built])
+    assert [r["config_version"] for r in list_releases(store, "pin2")] == [3]
 
 
 def test_instances_announced_after_abort_are_removed(store: Store) -> None:

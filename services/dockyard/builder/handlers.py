@@ -1,0 +1,194 @@
+"""Builder handlers: a deploy request in, `build.succeeded` or `build.failed` out, once."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from faststream.nats.annotations import NatsMessage
+
+from dockyard import archive
+from dockyard.builder import decide, queue
+from dockyard.bus import metrics
+from dockyard.bus.broker import Rejected
+from dockyard.bus.logs import DeployLog, heading
+from dockyard.bus.service import ServiceContext
+from dockyard.contract.events import (
+    BuildStarted,
+    BuildSucceeded,
+    CancelRequested,
+    DeployQueued,
+    DeployRequested,
+    DeploySpec,
+    Event,
+    Fact,
+    KindData,
+    SpecData,
+)
+from dockyard.contract.names import InvalidName
+from dockyard.contract.phase import Phase
+from dockyard.pipeline.step import Steps
+from dockyard.plan.detect import read_build_files
+from dockyard.plan.merge import build_plan, read_manifest_files
+from dockyard.runtime.select import Runtimes
+from dockyard.state.sources import SourceMissing, object_name
+
+if TYPE_CHECKING:
+    from dockyard.builder.app import BuilderDoors
+
+log = structlog.get_logger()
+
+WAIT_RETRY = 1.0  # seconds between looks at the queue while another deploy runs
+STEP = "build"
+
+
+class Builder:
+    """Takes requests in order, holds the lock, builds, publishes the outcome."""
+
+    def __init__(self, ctx: ServiceContext, doors: BuilderDoors, runtimes: Runtimes) -> None:
+        self.doors = doors
+        self.runtimes = runtimes
+        self.emitter = ctx.emitter
+        self.nc = ctx.nc
+        self.steps = Steps(doors.steps, ctx.emitter, ctx.settings.ack_wait / 3)
+        settings = ctx.settings
+        self.queue_limit = settings.queue_limit
+        self.log_max_bytes = settings.log_max_bytes
+        self.limits = archive.Limits(max_bytes=settings.archive_max_bytes,
+                                     max_entries=settings.archive_max_entries,
+                                     max_path=settings.archive_max_path,
+                                     max_depth=settings.archive_max_depth)
+
+    async def on_deploy(self, cmd: DeployRequested, msg: NatsMessage) -> None:
+        """Queue the request in arrival order (refused when the app's queue is full); when its
+        turn comes, build it (once)."""
+        try:
+            decide.check_request(cmd)
+        except InvalidName as exc:
+            raise Rejected(str(exc)) from None
+        if await self.doors.steps.outcome(cmd.deployment_id, STEP) is not None:
+            await self.steps.once(cmd.deployment_id, STEP, msg, self._never)  # announce again
+            return
+        if (reason := await self.doors.cancels.reason(cmd.deployment_id)) is not None:
+            await self.steps.once(cmd.deployment_id, STEP, msg,
+                                  partial(self._cancel_queued, cmd, reason))
+            return
+        arrived = _arrival(msg)
+        before, after = await self.doors.queue.change(
+            cmd.app, lambda q: queue.enqueue(q, cmd.deployment_id, arrived, self.queue_limit))
+        metrics.queue_depth(cmd.app, len(after.entries))
+        if queue.refused(after, cmd.deployment_id):
+            await self.steps.once(cmd.deployment_id, STEP, msg, partial(
+                self._reject, cmd, len(after.entries)))
+            return
+        if before != after:
+            await self.emitter.emit(self._stamp(cmd, 0, Fact.of(DeployQueued,
+                                                                 KindData(kind=cmd.kind))))
+        if queue.head(after) != cmd.deployment_id or not await self.doors.locks.acquire(
+                cmd.app, cmd.deployment_id):
+            await msg.nack(delay=WAIT_RETRY)
+            return
+        _, left = await self.doors.queue.change(
+            cmd.app, lambda q: queue.remove(q, cmd.deployment_id))
+        metrics.queue_depth(cmd.app, len(left.entries))
+        async with self.doors.locks.hold(cmd.app, cmd.deployment_id):
+            await self.steps.once(cmd.deployment_id, STEP, msg, partial(self._build, cmd))
+
+    async def on_cancel(self, cmd: CancelRequested) -> None:
+        """Mark the deployment cancelled; whoever works on it stops and reports `cancelled`."""
+        try:
+            decide.check_cancel(cmd)
+        except InvalidName as exc:
+            raise Rejected(str(exc)) from None
+        await self.doors.cancels.request(cmd.deployment_id, cmd.reason)
+        log.info("cancel requested", app=cmd.app, deployment_id=cmd.deployment_id)
+
+    async def _never(self) -> Event[Any]:
+        raise AssertionError("only called when the outcome is recorded")
+
+    def _stamp(self, cmd: DeployRequested, release: int, fact: Fact[Any]) -> Event[Any]:
+        return self.emitter.stamp(fact, app=cmd.app, deployment_id=cmd.deployment_id,
+                                  release=release)
+
+    async def _reject(self, cmd: DeployRequested, waiting: int) -> Event[Any]:
+        log.warning("deploy refused: queue full", app=cmd.app, deployment_id=cmd.deployment_id,
+                    waiting=waiting, limit=self.queue_limit)
+        return self._stamp(cmd, 0, decide.rejected(cmd.app, waiting, self.queue_limit))
+
+    async def _cancel_queued(self, cmd: DeployRequested, reason: str) -> Event[Any]:
+        _, left = await self.doors.queue.change(
+            cmd.app, lambda q: queue.remove(q, cmd.deployment_id))
+        metrics.queue_depth(cmd.app, len(left.entries))
+        return self._stamp(cmd, 0, decide.cancelled_in_queue(reason))
+
+    async def _build(self, cmd: DeployRequested) -> Event[Any]:
+        release = await self.doors.releases.allocate(cmd.app, cmd.deployment_id)
+        await self.emitter.emit(self._stamp(cmd, release,
+                                            Fact.of(BuildStarted, KindData(kind=cmd.kind))))
+        log.info("deploying", app=cmd.app, deployment_id=cmd.deployment_id, release=release,
+                 kind=cmd.kind)
+        deploy_log = DeployLog(self.nc, cmd.app, cmd.deployment_id, "builder",
+                               max_bytes=self.log_max_bytes)
+        await deploy_log.system(heading(Phase.BUILD))
+        try:
+            make = self._reconfigure if cmd.kind == "config" else self._build_source
+            spec = await make(cmd, release, deploy_log)
+        except decide.BUILD_ERRORS as exc:
+            await deploy_log.system(f"build failed: {exc}")
+            fact: Fact[Any] = decide.build_failed(exc, deploy_log.take_tail())
+        else:
+            fact = Fact.of(BuildSucceeded, SpecData(spec=spec))
+        await deploy_log.flush()
+        return self._stamp(cmd, release, fact)
+
+    async def _build_source(self, cmd: DeployRequested, release: int,
+                            deploy_log: DeployLog) -> DeploySpec:
+        source = decide.check_source(cmd.source_object, object_name(cmd.app, cmd.deployment_id))
+        runtime_name = cmd.runtime or await self.runtimes.default_name()
+        runtime = await self.runtimes.get(runtime_name)
+        build_id = decide.build_id(release, cmd.deployment_id)
+        with tempfile.TemporaryDirectory(prefix="dockyard-build-") as tmp:
+            try:
+                packed = await self.doors.sources.fetch(source, Path(tmp) / "src.tar")
+            except SourceMissing as exc:
+                raise archive.SourceError(str(exc)) from None
+            tree = await asyncio.to_thread(archive.unpack, packed, Path(tmp) / "src", source,
+                                           self.limits)
+            files = {**read_manifest_files(tree), **read_build_files(tree)}
+            hooks = (await self.doors.hooks.load(cmd.app)).hooks
+            plan = decide.check_plan(build_plan(files, hooks))
+            for note in plan.notes:
+                await deploy_log.system(f"plan: {note}")
+            await self.doors.manifests.keep(cmd.app, build_id, files)
+            await deploy_log.system(f"building {cmd.app} {build_id} on the {runtime_name} runtime")
+            artifact = await runtime.build(cmd.app, build_id, tree, deploy_log,
+                                           dockerfile=plan.build.dockerfile,
+                                           command=plan.build.command,
+                                           time_limit=plan.build.timeout,
+                                           buildpack=plan.buildpack)
+        return DeploySpec(runtime=runtime_name, build_id=build_id, artifact=artifact, plan=plan,
+                          kind="source", build_artifact=artifact)
+
+    async def _reconfigure(self, cmd: DeployRequested, release: int,
+                           deploy_log: DeployLog) -> DeploySpec:
+        del release
+        live = await self.doors.routes.live(cmd.app)
+        if live is None:
+            raise decide.NoReleaseError(f"{cmd.app} has no release yet: deploy its source first")
+        files = await self.doors.manifests.manifest(cmd.app, live.spec.build_id)
+        plan = decide.check_plan(build_plan(files, (await self.doors.hooks.load(cmd.app)).hooks))
+        await deploy_log.system(
+            f"config change: a release of build {live.spec.build_id} (v{live.release}) with the "
+            "current config; no new build")
+        return decide.config_spec(live.spec, plan)
+
+
+def _arrival(msg: NatsMessage) -> datetime:
+    """When the bus stored the request: the order of the queue is the server's, not the client's."""
+    stored: datetime = msg.raw_message.metadata.timestamp
+    return stored

@@ -1,0 +1,465 @@
+"""What the CLI (and anyone in Python) does on the bus: upload, request, follow, read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from dockyard.archive import pack
+from dockyard.bus.auth import BusAuthError, Credentials
+from dockyard.bus.permissions import CLI
+from dockyard.bus.topology import STREAM_FEED
+from dockyard.contract import codec, subjects
+from dockyard.contract.events import (
+    AnyEvent,
+    CancelRequested,
+    DeployFailed,
+    DeployRequested,
+    DeploySucceeded,
+    LogLine,
+    Terminal,
+    new_id,
+    type_of,
+)
+from dockyard.contract.manifest import OperatorHook, OperatorHooks
+from dockyard.contract.names import InvalidName
+from dockyard.contract.names import check_app as _check_app
+from dockyard.contract.names import check_deployment_id as _check_deployment_id
+from dockyard.contract.plan import Plan
+from dockyard.contract.sinks import Sink, Sinks, SinkStatus, with_sink, without_sink
+from dockyard.pipeline.config import check_name, check_values
+from dockyard.plan.merge import build_plan
+from dockyard.plan.operator import added, removed, validate_hook, validate_phase
+from dockyard.settings import Settings
+from dockyard.state.builds import ManifestReader
+from dockyard.state.config import ConfigStore, Versioned
+from dockyard.state.deliveries import SinkStatusReader
+from dockyard.state.hooks import HookStore
+from dockyard.state.registry import open_doors
+from dockyard.state.routes import RouteReader
+from dockyard.state.sinks import SinkStore
+from dockyard.state.sources import SourceUploads
+
+
+class ClientError(Exception):
+    """A request that cannot be made as asked."""
+
+
+@dataclass(frozen=True)
+class KnownDeployment:
+    """A deployment as the events name it: its id, app, release (0 before its build starts)
+    and how it ended (None while it is queued or running)."""
+
+    id: str
+    app: str
+    release: int = 0
+    status: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether it ended (succeeded, failed or cancelled)."""
+        return self.status is not None
+
+
+class _Status(msgspec.Struct, frozen=True):
+    status: str | None = None
+
+
+class _Seen(msgspec.Struct, frozen=True):
+    """The few fields of an event that say which deployment it is and how it stands."""
+
+    type: str
+    subject: str
+    deploymentid: str
+    release: int = 0
+    data: _Status = _Status()
+
+
+_ENDS = (type_of(DeploySucceeded), type_of(DeployFailed))
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py's default error callback logs a traceback: the caller reports the error."""
+
+
+def check_app(app: str) -> str:
+    """An app name usable as a host label and a subject token (ClientError if not)."""
+    try:
+        return _check_app(app)
+    except InvalidName as exc:
+        raise ClientError(str(exc)) from None
+
+
+def check_deployment_id(value: str) -> str:
+    """A deployment id in its one accepted form (ClientError if not)."""
+    try:
+        return _check_deployment_id(value)
+    except InvalidName as exc:
+        raise ClientError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ClientDoors:
+    """The state the CLI (and any client in Python) uses."""
+
+    config: ConfigStore
+    hooks: HookStore
+    sinks: SinkStore
+    sources: SourceUploads
+    manifests: ManifestReader
+    routes: RouteReader
+    sink_status: SinkStatusReader
+
+
+@dataclass
+class Followers:
+    """Callbacks for what a followed deployment prints."""
+
+    on_line: Callable[[LogLine], Awaitable[None]] | None = None
+    on_event: Callable[[AnyEvent], Awaitable[None]] | None = None
+
+
+@dataclass
+class Watch:
+    """Subscriptions following one deployment."""
+
+    done: asyncio.Future[Terminal]
+    subs: list[Any]
+
+    async def result(self, wait: float | None = None) -> Terminal:
+        """The terminal event, once the deployment ends (TimeoutError after `wait` seconds)."""
+        return await asyncio.wait_for(asyncio.shield(self.done), wait)
+
+    async def close(self) -> None:
+        """Stop following (after letting the last lines arrive)."""
+        await asyncio.sleep(0.2)
+        for sub in self.subs:
+            await sub.unsubscribe()
+
+
+class DockyardClient:
+    """A connection to the bus with Dockyard's requests on it."""
+
+    def __init__(self, nc: Client, doors: ClientDoors, settings: Settings) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.doors = doors
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> DockyardClient:
+        """Connect to the bus named by settings (or the one `dockyard up` recorded)."""
+        url = settings.bus_url()
+        try:
+            credentials = Credentials.load(settings.keys_dir, CLI)
+        except BusAuthError as exc:
+            raise ClientError(str(exc)) from None
+        try:
+            nc = await nats.connect(url, name="dockyard-cli", max_reconnect_attempts=2,
+                                    connect_timeout=5, error_cb=_quiet, **credentials.options())
+        except (nats.errors.NoServersError, OSError) as exc:
+            raise ClientError(f"cannot reach the bus at {url}: {exc}") from exc
+        except nats.errors.Error as exc:  # the server refused the identity
+            raise ClientError(f"the bus at {url} refused identity {CLI!r}: {exc}") from exc
+        try:
+            doors = await open_doors(ClientDoors, nc.jetstream(), "cli")
+        except BaseException:
+            await nc.close()
+            raise
+        return cls(nc, doors, settings)
+
+    async def close(self, *, at_once: bool = False) -> None:
+        """Close the connection: drained, or at once (after an error nothing is worth waiting
+        for)."""
+        if at_once:
+            await self.nc.close()
+        else:
+            await self.nc.drain()
+
+    async def upload(self, app: str, path: Path, deployment_id: str) -> str:
+        """Pack a source tree and put it in the object store; returns its object name."""
+        if not path.is_dir():  # noqa: ASYNC240 (one local stat)
+            raise ClientError(f"{path} is not a directory")
+        return await self.doors.sources.upload(app, deployment_id, pack(path))
+
+    async def request_deploy(self, app: str, path: Path | None, *, kind: str = "source",
+                             runtime: str | None = None,
+                             deployment_id: str | None = None,
+                             source_object: str | None = None) -> DeployRequested:
+        """Upload (for a source deploy, unless `source_object` names an upload already made)
+        and publish the deploy request."""
+        check_app(app)
+        dep = check_deployment_id(deployment_id) if deployment_id else new_id()
+        source = source_object
+        if source is None and path is not None:
+            source = await self.upload(app, path, dep)
+        cmd = DeployRequested(deployment_id=dep, app=app, kind=kind,  # type: ignore[arg-type]
+                              source_object=source, runtime=runtime)
+        await self.js.publish(subjects.CMD_DEPLOY, codec.encode(cmd),
+                                     headers={"Nats-Msg-Id": f"{dep}:deploy"})
+        return cmd
+
+    async def deploy(self, app: str, path: Path | None, followers: Followers, *,
+                     kind: str = "source", runtime: str | None = None,
+                     wait: float | None = None) -> Terminal:
+        """Request a deploy and follow it to its end (giving up after `wait` seconds)."""
+        check_app(app)
+        dep = new_id()
+        watch = await self.watch(app, dep, followers)
+        try:
+            await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep)
+            return await watch.result(wait)
+        finally:
+            await watch.close()
+
+    async def follow(self, app: str, deployment_id: str, followers: Followers,
+                     wait: float | None = None) -> Terminal:
+        """Stream a deployment's log and events until it ends; returns the terminal event."""
+        watch = await self.watch(app, deployment_id, followers)
+        try:
+            return await watch.result(wait)
+        finally:
+            await watch.close()
+
+    async def watch(self, app: str, deployment_id: str, followers: Followers) -> Watch:
+        """Subscribe to a deployment's log and events (from their start)."""
+        check_app(app)
+        check_deployment_id(deployment_id)
+        done: asyncio.Future[Terminal] = asyncio.get_running_loop().create_future()
+
+        async def on_log(msg: Msg) -> None:
+            if followers.on_line:
+                await followers.on_line(codec.decode_as(msg.data, LogLine))
+
+        async def on_evt(msg: Msg) -> None:
+            try:
+                event = codec.decode_event(msg.data)
+            except msgspec.MsgspecError:
+                return
+            if event.deployment_id != deployment_id:
+                return
+            try:
+                if followers.on_event:
+                    await followers.on_event(event)
+            finally:  # a failing callback must not leave the caller waiting forever
+                if isinstance(event, DeploySucceeded | DeployFailed) and not done.done():
+                    done.set_result(event)
+
+        # One ConsumerConfig each: nats-py fills in the deliver subject on the object it is given.
+        # Events are read from the readers' mirror (bus/topology.py says why).
+        log_sub = await self.js.subscribe(
+            subjects.log(deployment_id), cb=on_log, ordered_consumer=True,
+            stream=subjects.STREAM_LOGS,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        evt_sub = await self.js.subscribe(
+            subjects.app_events(app), cb=on_evt, ordered_consumer=True, stream=STREAM_FEED,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        return Watch(done=done, subs=[log_sub, evt_sub])
+
+    async def cancel(self, app: str, deployment_id: str, reason: str = "cancelled by user") -> None:
+        """Ask to cancel a deployment."""
+        check_app(app)
+        check_deployment_id(deployment_id)
+        cmd = CancelRequested(deployment_id=deployment_id, app=app, reason=reason)
+        await self.js.publish(subjects.CMD_CANCEL, codec.encode(cmd),
+                                     headers={"Nats-Msg-Id": f"{deployment_id}:cancel"})
+
+    async def config_change(self, app: str, set_: dict[str, str],
+                            unset: list[str]) -> Versioned:
+        """Change config vars; the new version (ConfigError for a name that cannot be changed)."""
+        check_app(app)
+        for key in unset:
+            check_name(key)
+        check_values(set_)
+        return await self.doors.config.change(app, set_, unset)
+
+    async def config_show(self, app: str) -> Versioned:
+        """The current config version and values."""
+        check_app(app)
+        return await self.doors.config.current(app)
+
+    async def has_release(self, app: str) -> bool:
+        """Whether the app has a live release (a config change then makes a new one)."""
+        return await self.doors.routes.live(app) is not None
+
+    async def plan(self, app: str) -> tuple[Plan, int | None]:
+        """The merged plan the next deploy of the live build would run, and the live release."""
+        check_app(app)
+        live = await self.doors.routes.live(app)
+        files = await self.doors.manifests.manifest(app, live.spec.build_id) if live else {}
+        hooks = (await self.doors.hooks.load(app)).hooks
+        return build_plan(files, hooks), (live.release if live else None)
+
+    async def add_hook(self, app: str, hook: OperatorHook) -> OperatorHooks:
+        """Add an operator hook (runs after the repository's commands of its phase)."""
+        check_app(app)
+        hook = validate_hook(hook)
+        return await self.doors.hooks.change(app, lambda hooks: added(hooks, hook))
+
+    async def remove_hook(self, app: str, phase: str, label: str) -> OperatorHooks:
+        """Remove an operator hook by phase and label."""
+        check_app(app)
+        validate_phase(phase, label)
+        return await self.doors.hooks.change(app, lambda hooks: removed(hooks, app, phase, label))
+
+    async def sinks(self, app: str) -> list[Sink]:
+        """The app's notification sinks."""
+        check_app(app)
+        return list((await self.doors.sinks.load(app)).sinks)
+
+    async def sink_statuses(self, app: str) -> list[tuple[Sink, SinkStatus]]:
+        """The app's sinks, each with how it has answered lately."""
+        sinks = await self.sinks(app)
+        found = await self.doors.sink_status.statuses(app, [s.name for s in sinks])
+        return [(s, found[s.name]) for s in sinks]
+
+    async def add_sink(self, app: str, sink: Sink) -> Sinks:
+        """Add (or replace by name) a notification sink."""
+        check_app(app)
+        return await self.doors.sinks.change(app, lambda current: with_sink(current, sink))
+
+    async def remove_sink(self, app: str, name: str) -> Sinks:
+        """Remove a notification sink by name."""
+        check_app(app)
+        return await self.doors.sinks.change(app, lambda current: without_sink(current, app, name))
+
+    async def _stream(self, stream: str, subject: str, follow: bool, idle: float,
+                      done: Callable[[], bool] = lambda: False) -> AsyncGenerator[Msg, None]:
+        """Every kept message on a subject, oldest first; with follow, new ones until done().
+
+        Without follow it ends as soon as the last kept message is read (each message says how
+        many are still pending), so reading costs no idle wait; `idle` is how long to wait for
+        the next message before looking at done() again."""
+        sub = await self.js.subscribe(subject, ordered_consumer=True, stream=stream,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            if not follow:
+                info = await sub.consumer_info()
+                if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                    return  # nothing kept
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=idle)
+                except nats.errors.TimeoutError:
+                    if follow and not done():
+                        continue
+                    return
+                yield msg
+                if not follow and msg.metadata.num_pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def known_deployments(self, app: str | None = None, *,
+                                releases: bool = False) -> list[KnownDeployment]:
+        """Every deployment the kept events name (of all apps, or one), oldest first: its
+        deploy.queued event gives id and app, its deploy.succeeded or deploy.failed how it
+        ended; with releases, build.started gives the release of those still running."""
+        if app is not None:
+            check_app(app)
+        subject = subjects.event(app, "deploy", "*") if app else subjects.events_of("deploy", "*")
+        found: dict[str, KnownDeployment] = {}
+        async with aclosing(self._stream(STREAM_FEED, subject, False, 0.5)) as msgs:
+            async for msg in msgs:
+                try:
+                    seen = msgspec.json.decode(msg.data, type=_Seen)
+                except msgspec.MsgspecError:
+                    continue
+                known = found.setdefault(seen.deploymentid,
+                                         KnownDeployment(id=seen.deploymentid, app=seen.subject))
+                if seen.type in _ENDS:
+                    found[known.id] = replace(known, release=seen.release or known.release,
+                                              status=seen.data.status or "succeeded")
+        if releases and any(not k.ended for k in found.values()):
+            started = subjects.event(app, "build", "started") if app else \
+                subjects.events_of("build", "started")
+            async with aclosing(self._stream(STREAM_FEED, started, False, 0.5)) as msgs:
+                async for msg in msgs:
+                    try:
+                        seen = msgspec.json.decode(msg.data, type=_Seen)
+                    except msgspec.MsgspecError:
+                        continue
+                    known_ = found.get(seen.deploymentid)
+                    if known_ is not None and not known_.release:
+                        found[known_.id] = replace(known_, release=seen.release)
+        return list(found.values())
+
+    async def app_exists(self, app: str) -> bool:
+        """Whether an app is known: it has events (deployments), a live release, config,
+        operator hooks or notification sinks."""
+        check_app(app)
+        info = await self.js.stream_info(STREAM_FEED, subjects_filter=subjects.app_events(app))
+        if info.state.subjects:
+            return True
+        if await self.doors.routes.live(app) is not None:
+            return True
+        if (await self.doors.config.current(app)).version > 0:
+            return True
+        if (await self.doors.hooks.load(app)).hooks:
+            return True
+        return bool((await self.doors.sinks.load(app)).sinks)
+
+    async def events(self, app: str | None = None, follow: bool = False,
+                     idle: float = 0.5) -> list[AnyEvent]:
+        """Events so far (all apps, or one), decoded; undecodable ones are skipped."""
+        subject = subjects.app_events(check_app(app)) if app is not None else subjects.EVT_ALL
+        found: list[AnyEvent] = []
+        async with aclosing(self._stream(STREAM_FEED, subject, follow, idle)) as msgs:
+            async for msg in msgs:
+                try:
+                    found.append(codec.decode_event(msg.data))
+                except msgspec.MsgspecError:
+                    continue
+        return found
+
+    async def raw_events(self, app: str | None, on_raw: Callable[[bytes], Awaitable[None]],
+                         follow: bool, idle: float = 0.5) -> None:
+        """Every event's raw JSON (for `dockyard events`), optionally following new ones."""
+        subject = subjects.app_events(check_app(app)) if app is not None else subjects.EVT_ALL
+        async with aclosing(self._stream(STREAM_FEED, subject, follow, idle)) as msgs:
+            async for msg in msgs:
+                await on_raw(msg.data)
+
+    async def log_lines(self, deployment_id: str, on_line: Callable[[LogLine], Awaitable[None]],
+                        follow: bool, idle: float = 0.5, *, app: str | None = None) -> None:
+        """A deployment's kept log; with follow, until the deployment ends (knowing its app
+        narrows the events watched for that end to the app's deploy events)."""
+        check_deployment_id(deployment_id)
+        if app is not None:
+            check_app(app)
+        ended = asyncio.Event()
+
+        async def on_evt(msg: Msg) -> None:
+            try:
+                seen = msgspec.json.decode(msg.data, type=_Seen)
+            except msgspec.MsgspecError:
+                return
+            if seen.deploymentid == deployment_id and seen.type in _ENDS:
+                ended.set()
+
+        evt_sub = None
+        if follow:
+            # Only the deploy.* events can end a deployment: no need to replay every event.
+            watched = subjects.event(app, "deploy", "*") if app else \
+                subjects.events_of("deploy", "*")
+            evt_sub = await self.js.subscribe(
+                watched, cb=on_evt, ordered_consumer=True,
+                stream=STREAM_FEED, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            async with aclosing(self._stream(subjects.STREAM_LOGS, subjects.log(deployment_id),
+                                             follow, idle, ended.is_set)) as msgs:
+                async for msg in msgs:
+                    await on_line(codec.decode_as(msg.data, LogLine))
+        finally:
+            if evt_sub is not None:
+                await evt_sub.unsubscribe()

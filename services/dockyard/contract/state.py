@@ -1,0 +1,71 @@
+"""Records kept in the KV buckets, shared by the services that read and write them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from dockyard.contract.events import DeploySpec, InstanceRef
+
+
+class LiveRelease(msgspec.Struct, frozen=True, kw_only=True):
+    """The release an app's host routes to."""
+
+    app: str
+    release: int
+    deployment_id: str
+    spec: DeploySpec
+    instances: list[InstanceRef]
+    switched_at: datetime = msgspec.field(default_factory=lambda: datetime.now(UTC))
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's first deploy is running; nothing to route to yet."""
+
+    app: str
+    deployment_id: str
+
+
+class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment waiting for the app's lock."""
+
+    deployment_id: str
+    requested_at: datetime
+
+
+class Queue(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's deployments, in request order, waiting for the lock."""
+
+    entries: list[QueueEntry] = []
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one POST gave: an HTTP status, or an error when no response came."""
+
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the sink accepted the event (any 2xx)."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def describe(self) -> str:
+        """A short reason for logs and NotificationFailed."""
+        if self.error is not None:
+            return self.error
+        return f"HTTP {self.status_code}"
+
+
+class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where delivering one event to one sink stands (kept in the deliveries bucket)."""
+
+    attempts: int = 0
+    status: DeliveryStatus = "pending"
+    next_at: float = 0.0
+    last: AttemptResult | None = None

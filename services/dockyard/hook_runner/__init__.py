@@ -1,0 +1,2 @@
+"""The hook-runner: predeploy, release, postdeploy (the gate),
+after-switch and on-failure commands."""

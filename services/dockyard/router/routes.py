@@ -1,0 +1,153 @@
+"""Pure decisions: what the route table becomes given the KV state records and an event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from dockyard.contract.events import (
+    DeployFailed,
+    DeployQueued,
+    Fact,
+    FailureData,
+    InstanceRef,
+    SwitchData,
+    TrafficFailed,
+    TrafficSwitched,
+)
+from dockyard.contract.names import InvalidAppName, check_app
+from dockyard.contract.state import LiveRelease, Pending
+
+if TYPE_CHECKING:
+    from dockyard.router.verify import Verified
+
+WEB = "web"
+
+
+class AppRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """How one app's host answers: proxied to upstreams, or 503 while its first deploy runs."""
+
+    app: str
+    upstreams: tuple[str, ...] = ()
+    pending: bool = False
+
+
+RouteTable = Mapping[str, AppRoute]
+
+
+class Switch(msgspec.Struct, frozen=True, kw_only=True):
+    """Route the app to a new release."""
+
+    live: LiveRelease
+    previous_release: int | None
+
+
+class Republish(msgspec.Struct, frozen=True, kw_only=True):
+    """The switch already happened (a redelivery): only announce it again."""
+
+    live: LiveRelease
+
+
+class Ignore(msgspec.Struct, frozen=True, kw_only=True):
+    """Nothing to do, and why."""
+
+    reason: str
+
+
+def upstreams(instances: Iterable[InstanceRef]) -> tuple[str, ...]:
+    """host:port of every web instance that listens on a port, in a stable order."""
+    return tuple(sorted(f"{i.host}:{i.port}" for i in instances
+                        if i.process == WEB and i.port is not None))
+
+
+def valid_app(name: str) -> bool:
+    """Whether a name is a valid app name (a record under any other is never routed)."""
+    try:
+        check_app(name)
+    except InvalidAppName:
+        return False
+    return True
+
+
+def table_from_state(live: Iterable[LiveRelease],
+                     pending: Iterable[Pending]) -> dict[str, AppRoute]:
+    """The route table the KV records describe; a live release wins over a pending marker.
+
+    Records under an invalid app name are left out: they name no host and no file.
+    """
+    table = {p.app: AppRoute(app=p.app, pending=True) for p in pending if valid_app(p.app)}
+    for record in live:
+        if valid_app(record.app):
+            table[record.app] = AppRoute(app=record.app, upstreams=upstreams(record.instances))
+    return table
+
+
+def with_live(table: RouteTable, live: LiveRelease) -> dict[str, AppRoute]:
+    """The table with one app routed to the instances of its live release."""
+    return {**table, live.app: AppRoute(app=live.app, upstreams=upstreams(live.instances))}
+
+
+def with_pending(table: RouteTable, app: str) -> dict[str, AppRoute]:
+    """The table with one app answering 503 (unless it already routes to a release)."""
+    current = table.get(app)
+    if current is not None and not current.pending:
+        return dict(table)
+    return {**table, app: AppRoute(app=app, pending=True)}
+
+
+def without_pending(table: RouteTable, app: str) -> dict[str, AppRoute]:
+    """The table without an app's pending marker (its host answers 404 again)."""
+    return {name: route for name, route in table.items() if not (name == app and route.pending)}
+
+
+def decide_switch(verified: Verified, current: LiveRelease | None) -> Switch | Republish | Ignore:
+    """What a verified HookSucceeded does, given the app's live release record."""
+    if current is not None and current.deployment_id == verified.deployment_id:
+        return Republish(live=current)
+    if current is not None and verified.release < current.release:
+        # A late redelivery of an older deploy must not route back to retired instances.
+        return Ignore(reason=f"release {verified.release} is older than live {current.release}")
+    live = LiveRelease(app=verified.app, release=verified.release,
+                       deployment_id=verified.deployment_id, spec=verified.spec,
+                       instances=list(verified.instances))
+    return Switch(live=live, previous_release=None if current is None else current.release)
+
+
+def decide_queued(event: DeployQueued, current: LiveRelease | None,
+                  pending: Pending | None) -> Pending | None:
+    """The Pending record to write when a first deploy is queued, or None when nothing changes."""
+    if current is not None:
+        return None
+    if pending is not None and pending.deployment_id == event.deployment_id:
+        return None
+    return Pending(app=event.app, deployment_id=event.deployment_id)
+
+
+def decide_failed(event: DeployFailed, current: LiveRelease | None,
+                  pending: Pending | None) -> bool:
+    """Whether a failed deploy removes the app's pending marker (the first deploy failed)."""
+    return current is None and pending is not None and pending.deployment_id == event.deployment_id
+
+
+def switched(live: LiveRelease, previous_release: int | None) -> Fact[SwitchData]:
+    """The traffic.switched announcing a live record."""
+    return Fact.of(TrafficSwitched, SwitchData(spec=live.spec, instances=list(live.instances),
+                                               previous_release=previous_release))
+
+
+def switch_failed(reason: str) -> Fact[FailureData]:
+    """The traffic.failed of a switch Caddy refused or could not be asked to make."""
+    return Fact.of(TrafficFailed, FailureData(status="switch-error", reason=reason))
+
+
+def previous_release_from_history(history: Iterable[LiveRelease], deployment_id: str) -> int | None:
+    """The release that was live before deployment_id's, from the live key's history
+    (oldest first)."""
+    previous: int | None = None
+    for record in history:
+        if record.deployment_id == deployment_id:
+            return previous
+        previous = record.release
+    return previous

@@ -1,0 +1,70 @@
+"""The scheduler's doors: release, failure and after-switch events in; start, abort, end out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.bus.service import On, Service, ServiceContext
+from dockyard.contract.events import (
+    AfterSwitchFailed,
+    AfterSwitchSucceeded,
+    BuildFailed,
+    DeployAborted,
+    DeploySucceeded,
+    HookFailed,
+    ReleaseFailed,
+    ReleaseSucceeded,
+    RetireSucceeded,
+    StartFailed,
+    StartStarted,
+    StartSucceeded,
+    TrafficFailed,
+)
+from dockyard.runtime.select import Runtimes
+from dockyard.scheduler.handlers import Scheduler
+from dockyard.state.cancels import CancelReader
+from dockyard.state.config import ConfigReader
+from dockyard.state.locks import AppLocks
+from dockyard.state.placements import PlacementWriter
+from dockyard.state.routes import RouteReader
+from dockyard.state.steps import StepRecords
+
+
+@dataclass(frozen=True)
+class SchedulerDoors:
+    """The state the scheduler uses."""
+
+    locks: AppLocks
+    cancels: CancelReader
+    steps: StepRecords
+    config: ConfigReader
+    routes: RouteReader
+    placements: PlacementWriter
+
+
+async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
+    """The scheduler, with the runtimes its instances run on."""
+    runtimes = Runtimes(ctx.settings)
+    ctx.on_stop(runtimes.close)
+    return Scheduler(ctx, doors, runtimes)
+
+
+SERVICE = Service(
+    name="scheduler",
+    doors=SchedulerDoors,
+    subscribes=(
+        On(ReleaseSucceeded, "on_release_succeeded"),
+        # Failures before the switch: the new instances go, then on-failure runs.
+        On(BuildFailed, "on_pre_switch_failure"),
+        On(ReleaseFailed, "on_pre_switch_failure"),
+        On(StartFailed, "on_pre_switch_failure"),
+        On(HookFailed, "on_pre_switch_failure"),
+        On(TrafficFailed, "on_pre_switch_failure"),
+        On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
+        On(AfterSwitchFailed, "on_after_switch_failed"),
+    ),
+    publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
+               RetireSucceeded),
+    make=make,
+    logs=True,
+)

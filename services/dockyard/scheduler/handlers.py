@@ -1,0 +1,207 @@
+"""Scheduler handlers: start new instances, remove them on failure,
+retire the old after a switch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from faststream.nats.annotations import NatsMessage
+
+from dockyard.bus.logs import DeployLog, heading
+from dockyard.bus.service import ServiceContext
+from dockyard.contract.events import (
+    AfterSwitchFailed,
+    AfterSwitchSucceeded,
+    BuildFailed,
+    DeploySpec,
+    Event,
+    Fact,
+    HookFailed,
+    InstanceRef,
+    ReleaseFailed,
+    ReleaseSucceeded,
+    SpecData,
+    StartFailed,
+    StartStarted,
+    TrafficFailed,
+)
+from dockyard.contract.phase import Phase
+from dockyard.pipeline.artifacts import replaced_artifacts
+from dockyard.pipeline.env import instance_env
+from dockyard.pipeline.step import Steps
+from dockyard.runtime.base import Runtime
+from dockyard.runtime.health import wait_healthy
+from dockyard.runtime.select import Runtimes
+from dockyard.scheduler import decide, placement
+from dockyard.state.placements import Placement
+
+if TYPE_CHECKING:
+    from dockyard.scheduler.app import SchedulerDoors
+
+PreSwitchFailure = BuildFailed | ReleaseFailed | StartFailed | HookFailed | TrafficFailed
+
+log = structlog.get_logger()
+
+
+class Scheduler:
+    """Owns instances: start, health, removal, retirement."""
+
+    def __init__(self, ctx: ServiceContext, doors: SchedulerDoors, runtimes: Runtimes) -> None:
+        self.doors = doors
+        self.runtimes = runtimes
+        self.emitter = ctx.emitter
+        self.nc = ctx.nc
+        self.settings = ctx.settings
+        self.steps = Steps(doors.steps, ctx.emitter, ctx.settings.ack_wait / 3)
+
+    async def on_release_succeeded(self, event: ReleaseSucceeded, msg: NatsMessage) -> None:
+        """Start every process type at its scale; wait for `web` to be healthy; not routed yet."""
+        await self.steps.once(event.deployment_id, "start-phase", msg, partial(self._start, event))
+
+    async def on_pre_switch_failure(self, event: PreSwitchFailure, msg: NatsMessage) -> None:
+        """A deploy failed before its switch: remove its new instances; on-failure comes next."""
+        await self.steps.once(event.deployment_id, "abort", msg, partial(self._abort, event))
+
+    async def on_after_switch_succeeded(self, event: AfterSwitchSucceeded,
+                                        msg: NatsMessage) -> None:
+        """The deploy succeeded: the lock goes to the next deploy, then the old instances drain."""
+        await self.steps.once(event.deployment_id, "end", msg,
+                              partial(self._stamped, event, decide.succeeded()))
+        log.info("deployed", app=event.subject, deployment_id=event.deployment_id,
+                 release=event.release, status="succeeded")
+        await self.doors.locks.release(event.subject, event.deployment_id)
+        await self.steps.once(event.deployment_id, "retire", msg,
+                              partial(self._retire, event, event.data.spec))
+
+    async def on_after_switch_failed(self, event: AfterSwitchFailed, msg: NatsMessage) -> None:
+        """Traffic stays on the new release: retire the old, then the deploy ends failed."""
+        if event.data.spec is not None:
+            await self.steps.once(event.deployment_id, "retire", msg,
+                                  partial(self._retire, event, event.data.spec))
+        await self.steps.once(event.deployment_id, "abort", msg,
+                              partial(self._stamped, event, decide.aborted(event.data)))
+
+    async def _stamped(self, event: Event[Any], fact: Fact[Any]) -> Event[Any]:
+        return self.emitter.after(event, fact)
+
+    async def _start(self, event: ReleaseSucceeded) -> Event[Any]:
+        spec = event.data.spec
+        if (reason := await self.doors.cancels.reason(event.deployment_id)) is not None:
+            return self.emitter.after(event, decide.cancelled(reason, spec))
+        await self.emitter.emit(self.emitter.after(event, Fact.of(StartStarted,
+                                                                  SpecData(spec=spec))))
+        deploy_log = self._log(event)
+        await deploy_log.system(heading(Phase.START))
+        runtime = await self.runtimes.get(spec.runtime)
+        async with self.doors.locks.hold(event.subject, event.deployment_id):
+            # A crashed earlier attempt may have left instances: the runtime re-attaches to
+            # them by deployment, process and index instead of starting them again.
+            try:
+                instances = await self._start_all(runtime, event, spec, deploy_log)
+            except Exception as exc:
+                await self._remove(runtime, event.subject, event.release)
+                await deploy_log.system(f"start failed: {exc}; new instances removed")
+                fact: Fact[Any] = decide.start_failed(spec, deploy_log.scrub(exc),
+                                                      deploy_log.take_tail())
+            else:
+                # Recorded before start.succeeded is published: the router routes only to these.
+                await self.doors.placements.record(Placement(
+                    app=event.subject, release=event.release, deployment_id=event.deployment_id,
+                    instances=instances))
+                fact = decide.started(spec, instances)
+        await deploy_log.flush()
+        return self.emitter.after(event, fact)
+
+    async def _start_all(self, runtime: Runtime, event: ReleaseSucceeded, spec: DeploySpec,
+                         deploy_log: DeployLog) -> list[InstanceRef]:
+        values = await self.doors.config.at_version(event.subject, spec.config_version)
+        deploy_log.secrets = values  # an instance that dies at once shows its output
+        env_for = {
+            f"{p.name}-{i}": instance_env(values, app=event.subject, process=p.name, index=i,
+                                          artifact=spec.artifact, release=event.release,
+                                          deployment_id=event.deployment_id)
+            for p in spec.plan.processes for i in range(1, p.scale + 1)
+        }
+        wanted = placement.wanted(spec.plan, app=event.subject, deployment_id=event.deployment_id,
+                                  release=event.release, artifact=spec.artifact, env_for=env_for)
+        if not any(s.process == placement.WEB for s in wanted):
+            await deploy_log.system("no web process: nothing will be routed")
+        started: list[InstanceRef] = []
+        for want in wanted:
+            ref = await runtime.start_instance(want)
+            started.append(ref)
+            await deploy_log.system(f"started {want.process}.{want.index} ({ref.id})"
+                                    + (f" on port {ref.port}" if ref.port else ""))
+        health = spec.plan.health
+        for ref in started:
+            if ref.process != placement.WEB or ref.port is None:
+                continue
+            what = f"HTTP GET {health.path} answering 2xx" if health.path else "TCP connect"
+            await deploy_log.system(f"waiting for {ref.id}: {what} within {health.timeout:g}s")
+            await wait_healthy(ref.host, ref.port, health, _alive(runtime, event.subject, ref))
+            await deploy_log.system(f"{ref.id} is healthy")
+        return started
+
+    async def _remove(self, runtime: Runtime, app: str, release: int) -> list[str]:
+        removed: list[str] = []
+        for ref in placement.of_release(await runtime.list_instances(app), release):
+            await runtime.stop_instance(ref, self.settings.kill_grace)
+            removed.append(ref.id)
+        return removed
+
+    async def _abort(self, event: PreSwitchFailure) -> Event[Any]:
+        spec = event.data.spec
+        if spec is not None:
+            runtime = await self.runtimes.get(spec.runtime)
+            removed = await self._remove(runtime, event.subject, event.release)
+            if removed:
+                deploy_log = self._log(event)
+                await deploy_log.system(f"removed new instances: {', '.join(removed)}")
+                await deploy_log.flush()
+            # Its artifacts stay until on-failure ran from them (the hook-runner removes them).
+        return self.emitter.after(event, decide.aborted(event.data))
+
+    async def _retire(self, event: Event[Any], spec: DeploySpec) -> Event[Any]:
+        """Drain and stop instances of the releases before this one; drop their artifacts."""
+        runtime = await self.runtimes.get(spec.runtime)
+        olds = placement.older(await runtime.list_instances(event.subject), event.release)
+        if olds:
+            deploy_log = self._log(event)
+            drain = placement.drain_time(spec.plan.drain, self.settings.drain)
+            await deploy_log.system(heading(Phase.RETIRE))
+            await deploy_log.system(f"draining {len(olds)} old instance(s) for {drain:g}s")
+            await asyncio.sleep(drain)
+            for ref in olds:
+                await runtime.stop_instance(ref, self.settings.kill_grace)
+            await deploy_log.system(f"stopped {', '.join(r.id for r in olds)}")
+            await deploy_log.flush()
+        await self._drop_replaced(runtime, event, spec)
+        return self.emitter.after(event, decide.retired(olds))
+
+    async def _drop_replaced(self, runtime: Runtime, event: Event[Any], live: DeploySpec) -> None:
+        """Remove the artifacts of releases this one replaced, unless the live release uses them."""
+        history = await self.doors.routes.live_history(event.subject)
+        previous = [r.spec for r in history
+                    if r.deployment_id != event.deployment_id and r.release < event.release]
+        # A later deploy may already be live (the drain is off the lock), maybe on an old build.
+        current = await self.doors.routes.live(event.subject)
+        keep = [live] + ([current.spec] if current is not None else [])
+        for artifact in replaced_artifacts(previous, keep):
+            try:
+                await runtime.remove_artifact(artifact)
+            except Exception:  # a leftover artifact is disk space, not a failed deploy
+                log.exception("artifact not removed", app=event.subject, artifact=artifact)
+
+    def _log(self, event: Event[Any]) -> DeployLog:
+        return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")
+
+
+def _alive(runtime: Runtime, app: str, ref: InstanceRef) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return any(i.id == ref.id for i in await runtime.list_instances(app))
+
+    return check

@@ -1,1 +1,0 @@
-"""The hook-runner: predeploy, release, postdeploy (the gate), after-switch and on-failure commands."""

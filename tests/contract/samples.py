@@ -1,0 +1,67 @@
+"""One plausible instance of every event type, for contract tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.contract.events import (
+    CommandData,
+    CommandResultData,
+    DeploySpec,
+    EndData,
+    Event,
+    Fact,
+    FailureData,
+    InstanceRef,
+    InstancesData,
+    KindData,
+    NotificationAttemptData,
+    NotificationDeliveredData,
+    NotificationFailedData,
+    RetireData,
+    SpecData,
+    SwitchData,
+    new_id,
+    stamp,
+)
+from dockyard.contract.phase import Phase
+from dockyard.contract.plan import Plan
+
+SPEC = DeploySpec(runtime="process", build_id="v1-abc", artifact="/a", plan=Plan())
+INSTANCES = [InstanceRef(id="i1", process="web", release=1, port=5000)]
+
+_DATA: dict[type[Any], Any] = {
+    KindData: KindData(),
+    SpecData: SpecData(spec=SPEC),
+    InstancesData: InstancesData(spec=SPEC, instances=INSTANCES),
+    SwitchData: SwitchData(spec=SPEC, instances=INSTANCES, previous_release=None),
+    FailureData: FailureData(status="build-error", reason="no Dockerfile", exit_code=1,
+                             tail=["boom"], spec=SPEC),
+    RetireData: RetireData(stopped=["i0"]),
+    EndData: EndData(),
+    CommandData: CommandData(hook_phase=Phase.POSTDEPLOY, label="warm", index=1, total=1,
+                             command="true"),
+    CommandResultData: CommandResultData(hook_phase=Phase.POSTDEPLOY, label="warm", index=1,
+                                         total=1, command="true", exit_code=0, duration=0.1),
+    NotificationAttemptData: NotificationAttemptData(sink="ops", event_id="e", attempt=1,
+                                                     status_code=500),
+    NotificationDeliveredData: NotificationDeliveredData(sink="ops", event_id="e", attempts=2,
+                                                         status_code=200),
+    NotificationFailedData: NotificationFailedData(sink="ops", event_id="e", attempts=5,
+                                                   reason="HTTP 500"),
+}
+
+
+def data_type(cls: type[Event[Any]]) -> type[Any]:
+    """The payload type an event class carries."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        args = getattr(base, "__args__", ())
+        if args:
+            return args[0]  # type: ignore[no-any-return]
+    raise TypeError(cls)
+
+
+def sample_event(cls: type[Event[Any]], *, app: str = "shop", release: int = 1) -> Event[Any]:
+    """An event of that type with plausible data."""
+    return stamp(Fact.of(cls, _DATA[data_type(cls)]), source="dockyard/test", app=app,
+                 deployment_id=new_id(), release=release)
