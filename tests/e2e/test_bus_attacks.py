@@ -32,6 +32,7 @@ from dockyard.contract.sinks import Sink
 from tests.bus.attacker import Attacker, connect_without_credentials
 from tests.e2e.apps import get, make_app
 from tests.e2e.conftest import Running, start_running, stop_running
+from tests.runtime.process_support import reachable_tmp, remove
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -100,7 +101,8 @@ async def test_forged_hook_succeeded_during_postdeploy_is_refused(
         if isinstance(event, HookStarted) and not started.done():
             started.set_result(event)
 
-    gate = tmp_path / "gate"
+    shared = reachable_tmp("dockyard-gate-")  # the app's own user must see the gate
+    gate = shared / "gate"
     src = make_app(tmp_path / "v2", "process", "v2",
                    postdeploy=f"while [ ! -e {gate} ]; do sleep 0.1; done; exit 1")
     deploy = asyncio.ensure_future(running.client.deploy(app, src, Followers(on_event=on_event),
@@ -129,7 +131,10 @@ async def test_forged_hook_succeeded_during_postdeploy_is_refused(
     finally:
         await close_all(found)
         gate.touch()  # the postdeploy ends (failing), whatever happened above
-        end = await deploy
+        try:
+            end = await deploy
+        finally:
+            remove(shared)
     assert isinstance(end, DeployFailed) and end.data.status == "hook-error", end
     assert get(running.port, app).text == "app v1\n"
 
@@ -152,14 +157,15 @@ async def test_only_hook_runner_may_publish_hook_succeeded(running: Running) -> 
 
 async def test_config_values_and_webhook_secrets_are_read_only_through_their_doors(
         running: Running) -> None:
-    """Config values: hook-runner, scheduler and cli (their doors say so); sinks and their
-    secrets: notifier and cli. Everyone else is refused, by direct get and by message get."""
+    """Config values: hook-runner, scheduler, cli and api (their doors say so; the api answers
+    names and versions only); sinks and their secrets: notifier, cli and api. Everyone else is
+    refused, by direct get and by message get."""
     app = running.app_name("secrets")
     await running.client.config_change(app, {"API_TOKEN": SECRET_VALUE}, [])
     await running.client.add_sink(app, Sink(name="ops", url="https://example.invalid/hook",
                                             secret=WEBHOOK_SECRET))
-    cases = ((subjects.KV_CONFIG, SECRET_VALUE, {"hook-runner", "scheduler", "cli"}),
-             (subjects.KV_SINKS, WEBHOOK_SECRET, {"notifier", "cli"}))
+    cases = ((subjects.KV_CONFIG, SECRET_VALUE, {"hook-runner", "scheduler", "cli", "api"}),
+             (subjects.KV_SINKS, WEBHOOK_SECRET, {"notifier", "cli", "api"}))
     found = await attackers(running)
     try:
         for bucket, secret, readers in cases:

@@ -46,6 +46,7 @@ from tests.e2e.apps import make_app
 from tests.e2e.conftest import RUNTIMES, Running, start_running, stop_running
 from tests.e2e.phase_support import api_get, assert_lock_free, lock_holder
 from tests.events import make
+from tests.runtime.process_support import reachable_tmp, remove
 from tests.test_archive import Maker, bomb, cve_2025_4517
 
 QUEUE_LIMIT = 2
@@ -88,6 +89,7 @@ class Attacked:
     running: Running
     receiver: Receiver
     tmp: Path
+    shared: Path  # the apps' own users (process runtime) may write here: run counters
     seen: set[str] = field(default_factory=set)
 
 
@@ -96,17 +98,20 @@ async def attacked(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Attacked]:
     """One stack per runtime for this module (settings: queue 2, log 1 MiB, a webhook)."""
     tmp = tmp_path_factory.mktemp(f"attacks-{request.param}")
+    shared = reachable_tmp("dockyard-attacks-")
+    shared.chmod(0o1777)
     receiver = Receiver()
     try:
         running = await start_running(tmp, request.param, queue_limit=QUEUE_LIMIT,
                                       log_max_bytes=LOG_LIMIT, webhook_url=receiver.url,
                                       webhook_secret=WEBHOOK_SECRET)
         try:
-            yield Attacked(running=running, receiver=receiver, tmp=tmp)
+            yield Attacked(running=running, receiver=receiver, tmp=tmp, shared=shared)
         finally:
             await stop_running(running)
     finally:
         receiver.stop()
+        remove(shared)
 
 
 async def until(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
@@ -378,7 +383,7 @@ async def test_a_passed_postdeploy_with_endless_output_ends_the_deploy_once(
         attacked: Attacked) -> None:
     running = attacked.running
     app = running.app_name("chatty")
-    marker, count_file = f"RUN-{new_id()}", attacked.tmp / f"{app}.runs"
+    marker, count_file = f"RUN-{new_id()}", attacked.shared / f"{app}.runs"
     postdeploy = (f"{_counting(marker, count_file)}; "
                   "yes 'a line of output that goes on and on' | head -c 16000000; exit 0")
     src = make_app(attacked.tmp / app, running.runtime, "v1", postdeploy=postdeploy)
@@ -401,7 +406,7 @@ async def test_a_passed_postdeploy_with_endless_output_ends_the_deploy_once(
 async def test_thirty_long_lines_then_exit_1_end_the_deploy_once(attacked: Attacked) -> None:
     running = attacked.running
     app = running.app_name("longlines")
-    marker, count_file = f"RUN-{new_id()}", attacked.tmp / f"{app}.runs"
+    marker, count_file = f"RUN-{new_id()}", attacked.shared / f"{app}.runs"
     postdeploy = (f"{_counting(marker, count_file)}; for i in $(seq 30); do "
                   "yes a | head -c 60000 | tr -d '\\n'; echo; done; exit 1")
     src = make_app(attacked.tmp / app, running.runtime, "v1", postdeploy=postdeploy)

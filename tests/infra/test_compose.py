@@ -299,6 +299,7 @@ class Stack:
         self.project = f"dockyard-test-{secrets.token_hex(4)}"
         self.nats_port, self.http_port, self.api_port = free_port(), free_port(), free_port()
         self.bus_dir = tmp / "bus"
+        self.api_token = secrets.token_urlsafe(24)
         write_auth_conf(self.bus_dir, identities())
         for name in SERVICES:
             os.chown(seed_path(self.bus_dir, name), IMAGE_USER, IMAGE_USER)
@@ -307,7 +308,8 @@ class Stack:
             DOCKYARD_IMAGE=IMAGE, DOCKYARD_NATS_IMAGE=NATS_IMAGE, DOCKER_GID=str(socket_gid),
             DOCKYARD_NATS_PORT=str(self.nats_port), DOCKYARD_HTTP_PORT=str(self.http_port),
             DOCKYARD_API_PORT=str(self.api_port), DOCKYARD_DRAIN="0.5",
-            DOCKYARD_HTTP_HOST="127.0.0.1", DOCKYARD_BUS_DIR=str(self.bus_dir))
+            DOCKYARD_HTTP_HOST="127.0.0.1", DOCKYARD_BUS_DIR=str(self.bus_dir),
+            DOCKYARD_API_TOKEN=self.api_token)
         self.tmp = tmp
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -439,7 +441,8 @@ async def test_the_stack_comes_up_scaled_and_deploys_an_app(tmp_path: Path) -> N
                                   headers={"Host": f"{app}.localhost"})
             assert page.status_code == 200 and page.text == "app v1\n", page.text
             for _ in range(60):
-                info = await http.get(f"http://127.0.0.1:{stack.api_port}/apps/{app}")
+                info = await http.get(f"http://127.0.0.1:{stack.api_port}/apps/{app}",
+                                      headers={"Authorization": f"Bearer {stack.api_token}"})
                 if info.status_code == 200 and info.json().get("live_release") == 1:
                     break
                 await asyncio.sleep(0.5)
