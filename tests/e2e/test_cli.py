@@ -172,6 +172,35 @@ async def test_piped_output_is_never_cut_wrapped_or_ellipsized(
     assert LONG_LINE in [json.loads(line)["text"] for line in lines_json.stdout.splitlines()]
 
 
+async def test_apps_and_ps_show_the_live_release_and_its_instances(
+        running: Running, fresh: Fresh, tmp_path: Path) -> None:
+    app = fresh("listed")
+    src = make_app(tmp_path / "src", running.runtime, "v1")
+    deployed = await run_cli(running, "deploy", app, str(src))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    listed = await run_cli(running, "apps")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "app\tlive\thealth\trunning\tlatest"
+    assert cells(lines[index_of(lines, app)]) == [app, "v1", "healthy", "1", "succeeded"]
+    as_json = json.loads((await run_cli(running, "apps", "--json")).stdout)
+    (row,) = [a for a in as_json["apps"] if a["name"] == app]
+    assert row["live_release"] == 1 and row["running"] == 1
+
+    shown = await run_cli(running, "ps", app)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "process\trelease\tstate\tinstance\taddress"
+    (web,) = [cells(line) for line in lines[1:]]
+    assert web[:3] == ["web", "v1", "running"], web
+    assert get(running.port, app).text == "app v1\n"
+    ps_json = json.loads((await run_cli(running, "ps", app, "--json")).stdout)
+    assert ps_json["live_release"] == 1
+    assert [(i["process"], i["id"]) for i in ps_json["instances"]] == [("web", web[3])]
+    one_error_line(await run_cli(running, "ps", "nosuchapp"), "no app named 'nosuchapp'")
+
+
 # ---------------------------------------------------------------- naming what does not exist
 
 

@@ -1,4 +1,4 @@
-"""status, deployments, releases: the api's records of an app."""
+"""apps, status, ps, deployments, releases: the api's records of apps."""
 
 from __future__ import annotations
 
@@ -70,6 +70,49 @@ def release_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
     return [[f"v{r.get('number')}", r.get("build_id"), r.get("kind"), r.get("config_version"),
              r.get("deployment_id"), r.get("created_at"), "yes" if r.get("live") else ""]
             for r in rows]
+
+
+def app_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    """Apps as table rows: name, live release, health, running instances, latest status."""
+    return [[a.get("name"), f"v{a['live_release']}" if a.get("live_release") else "-",
+             a.get("health"), a.get("running"), a.get("status") or "-"] for a in rows]
+
+
+def instance_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    """Instances as table rows: process, release, state, whole id, address."""
+    return [[i.get("process"), f"v{i.get('release')}", i.get("state"), i.get("id"),
+             f"{i.get('host')}:{i['port']}" if i.get("port") is not None else "-"]
+            for i in sorted(rows, key=lambda i: (i.get("process") or "", i.get("id") or ""))]
+
+
+@commands.command(rich_help_panel=PANEL, epilog="Example:\n\n  dockyard apps --json")
+def apps(as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """Every app: its live release, health and running instances."""
+    from dockyard.api_client import ApiError, api_get
+
+    settings = settings_from(data_dir)
+    try:
+        rows = api_get(settings, "/apps")
+    except ApiError as exc:
+        fail(str(exc))
+    if as_json:
+        out.json({"apps": rows})
+        return
+    out.table(["app", "live", "health", "running", "latest"], app_rows(rows))
+
+
+@commands.command(rich_help_panel=PANEL, epilog="Examples:\n\n  dockyard ps shop\n\n"
+                                                "  dockyard ps shop --json")
+def ps(app_name: AppArg, as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """The app's running instances: process, release, state, id and address."""
+    settings = settings_from(data_dir)
+    app = checked_app(app_name)
+    info = _get(settings, f"/apps/{app}", app) or {}
+    rows = info.get("instances") or []
+    if as_json:
+        out.json({"app": app, "live_release": info.get("live_release"), "instances": rows})
+        return
+    out.table(["process", "release", "state", "instance", "address"], instance_rows(rows))
 
 
 @commands.command(rich_help_panel=PANEL, epilog="Example:\n\n  dockyard status shop --json")
