@@ -25,6 +25,10 @@ from dockyard.client import ClientDoors, DockyardClient
 from dockyard.settings import Settings
 from dockyard.stack import identities
 from dockyard.state.registry import open_doors
+from tests.postgres import Postgres
+from tests.postgres import Unavailable as PgUnavailable
+from tests.postgres import from_env as pg_from_env
+from tests.postgres import throwaway as pg_throwaway
 
 IN_CI = bool(os.environ.get("CI"))
 S = TypeVar("S")
@@ -175,3 +179,21 @@ def no_container_outlives_the_suite() -> Iterator[None]:
     if images - images_before:
         _docker("rmi", "-f", *(images - images_before))
     assert not left, "containers the tests created outlived the suite:\n" + "\n".join(described)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The tests' PostgreSQL: DOCKYARD_TEST_PG, else a throwaway server of this session's own.
+    None to be had: a failure when CI is set, a skip saying why otherwise."""
+    given = pg_from_env()
+    if given is not None:
+        yield given
+        return
+    try:
+        with pg_throwaway() as server:
+            yield server
+    except PgUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI is set but there is no PostgreSQL to test against: {exc}",
+                        pytrace=False)
+        pytest.skip(f"no PostgreSQL to test against: {exc}")

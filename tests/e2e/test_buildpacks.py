@@ -15,8 +15,8 @@ import json
 import shutil
 import subprocess
 import threading
-import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -26,10 +26,10 @@ from dockyard.bus.service import SERVICES
 from tests.e2e.apps import get
 from tests.e2e.cli_support import cli
 from tests.e2e.conftest import RUNTIMES, Running, start_running, stop_running
+from tests.postgres import Postgres
 from tests.runtime.base_images import PYTHON_BASE, ensure_base, remove_app_images
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -60,9 +60,10 @@ def _docker_gateway() -> str:
     return out[out.index("inet") + 1].split("/")[0]
 
 
-async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Forward one connection to the host's PostgreSQL on loopback, both ways."""
-    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 port: int) -> None:
+    """Forward one connection to the tests' PostgreSQL on loopback, both ways."""
+    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
 
     async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
@@ -78,13 +79,14 @@ class Relay:
     """A TCP relay to the host's PostgreSQL on a loop of its own thread (the tests' loop blocks
     in synchronous HTTP calls while the app queries the database through it)."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, upstream_port: int) -> None:
         self.host = host
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(_relay, host, 0), self.loop).result(10)
+            asyncio.start_server(partial(_relay, port=upstream_port), host, 0),
+            self.loop).result(10)
         self.port = int(self.server.sockets[0].getsockname()[1])
 
     def close(self) -> None:
@@ -102,27 +104,23 @@ class Relay:
 
 
 @pytest.fixture
-async def database(stack: Running) -> AsyncIterator[tuple[str, str]]:
-    """(URL the test uses, URL the app gets) of a fresh database on the host's PostgreSQL.
+async def database(stack: Running, postgres: Postgres) -> AsyncIterator[tuple[str, str]]:
+    """(URL the test uses, URL the app gets) of a fresh database on the tests' PostgreSQL.
 
     Containers cannot reach the host's loopback: on docker the app gets a TCP relay to it,
     listening on the bridge gateway only."""
-    name = f"bp_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    local = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    relay = None
-    app_url = local
-    if stack.runtime == "docker":
-        relay = Relay(_docker_gateway())
-        app_url = f"postgresql://postgres@{relay.host}:{relay.port}/{name}"
-    try:
-        yield local, app_url
-    finally:
-        if relay is not None:
-            relay.close()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres.database("bp") as name:
+        local = postgres.url(name)
+        relay = None
+        app_url = local
+        if stack.runtime == "docker":
+            relay = Relay(_docker_gateway(), postgres.port)
+            app_url = f"postgresql://postgres@{relay.host}:{relay.port}/{name}"
+        try:
+            yield local, app_url
+        finally:
+            if relay is not None:
+                relay.close()
 
 
 def _migrations(url: str) -> int:

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from dockyard.store import MigrationError, Store, StoreURLError, open_store
 from dockyard.store.migrations import MIGRATIONS, Migration, current_version, migrate
+from tests.postgres import Postgres
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = {"app", "release", "deployment", "hook_run", "instance", "route", "delivery",
           "applied_event", "schema_version"}
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_url(postgres: Postgres) -> Iterator[str]:
     """A fresh PostgreSQL database of this module's own, dropped afterwards."""
-    name = f"dockyard_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with postgres.database() as name:
+        yield postgres.url(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlmodel import select
 
@@ -50,20 +48,16 @@ from dockyard.store.queries import (
     list_routes,
 )
 from tests.events import make
+from tests.postgres import Postgres
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_url(postgres: Postgres) -> Iterator[str]:
     """A fresh PostgreSQL database of this module's own, dropped afterwards."""
-    name = f"dockyard_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with postgres.database() as name:
+        yield postgres.url(name, driver="postgresql+psycopg")
 
 
 @pytest.fixture
