@@ -8,11 +8,8 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,93 +19,24 @@ from dockyard.bus.embedded import free_port
 from dockyard.bus.service import SERVICES
 from dockyard.client import DockyardClient, Followers
 from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded, LogLine
-from dockyard.router.caddy import read_record
 from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
 from tests.docker_support import ensure_test_image, require_docker
 from tests.e2e.apps import make_app
 from tests.e2e.conftest import start_running, stop_running
+from tests.e2e.recovery_support import (
+    ACK_WAIT,
+    DOCKYARD,
+    Poller,
+    end_left_running,
+    failures,
+    router_ready,
+    spawn_router,
+    tail,
+    until,
+)
 from tests.router.listening import processes_of
 from tests.runtime.process_support import reachable_tmp, remove, remove_process_app
-
-DOCKYARD = str(Path(sys.executable).parent / "dockyard")
-ACK_WAIT = "3"
-
-
-@dataclass
-class Poller:
-    """GETs one app through the proxy every 50 ms, each on a new connection, until stopped."""
-
-    port: int
-    app: str
-    answers: list[str] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-    running: bool = True
-
-    def start(self) -> Poller:
-        self.task = asyncio.ensure_future(self._poll())
-        return self
-
-    async def _poll(self) -> None:
-        limits = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=5, limits=limits) as http:
-            while self.running:
-                try:
-                    response = await http.get(f"http://127.0.0.1:{self.port}/",
-                                              headers={"Host": f"{self.app}.localhost"})
-                    self.answers.append(f"{response.status_code} {response.text.strip()}")
-                except httpx.HTTPError as exc:
-                    self.answers.append(f"failed {exc!r}")
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> list[str]:
-        """Stop polling; every answer, in order."""
-        self.running = False
-        assert self.task is not None
-        await self.task
-        return self.answers
-
-    async def polled(self, count: int) -> None:
-        """Wait until `count` more requests were answered (or failed)."""
-        target = len(self.answers) + count
-        await until(lambda: len(self.answers) >= target, 30)
-
-
-async def until(check: Callable[[], bool], within: float) -> None:
-    """Wait until check() holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-async def until_async(check: Callable[[], Awaitable[bool]], within: float) -> None:
-    """Wait until await check() holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-def tail(path: Path) -> str:
-    """The end of a log file."""
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-
-def failures(answers: list[str], ok: set[str]) -> list[str]:
-    """The answers that are not one of `ok`."""
-    return [a for a in answers if a not in ok]
-
-
-def end_left_running(data_dir: Path) -> dict[str, list[int]]:
-    """The stack's own processes still running for data_dir, which are then stopped (a failed
-    run must not leave them behind either)."""
-    left = {name: pids for name in ("nats-server", "caddy")
-            if (pids := processes_of(name, data_dir))}
-    for pids in left.values():
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
-    return left
 
 
 async def deploy(client: DockyardClient, app: str, src: Path) -> DeploySucceeded:
@@ -118,36 +46,6 @@ async def deploy(client: DockyardClient, app: str, src: Path) -> DeploySucceeded
 
 
 # ---------------------------------------------------------------- (1) the router alone killed
-
-
-def spawn_router(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """`dockyard service router` as its own process on the stack's bus and data dir."""
-    env = {**os.environ, "DOCKYARD_NATS_URL": settings.nats_url,
-           "DOCKYARD_DATA_DIR": str(settings.data_dir),
-           "DOCKYARD_HTTP_PORT": str(settings.http_port), "DOCKYARD_ACK_WAIT": ACK_WAIT,
-           "DOCKYARD_LOG_LEVEL": "INFO"}
-    with log.open("ab") as out:
-        return subprocess.Popen([DOCKYARD, "service", "router"], env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True)
-
-
-async def router_ready(settings: Settings, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until proc drives the data dir's Caddy (recorded as its owner) with routes loaded."""
-    async def ready() -> bool:
-        assert proc.poll() is None, f"the router exited:\n{tail(log)}"
-        record = read_record(settings.data_dir)
-        if record is None or record.owner_pid != proc.pid:
-            return False
-        try:
-            async with httpx.AsyncClient(timeout=2) as http:
-                answer = await http.get(f"http://127.0.0.1:{settings.http_port}/",
-                                        headers={"Host": "nobody.localhost"})
-        except httpx.HTTPError:
-            return False
-        return answer.status_code == 404
-
-    await until_async(ready, 30)
 
 
 async def test_a_killed_router_restarted_leaves_one_caddy_and_every_request_answered(
