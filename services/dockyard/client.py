@@ -214,13 +214,14 @@ class DockyardClient:
 
     async def deploy(self, app: str, path: Path | None, followers: Followers, *,
                      kind: str = "source", runtime: str | None = None,
-                     wait: float | None = None) -> Terminal:
+                     wait: float | None = None, to_release: int | None = None) -> Terminal:
         """Request a deploy and follow it to its end (giving up after `wait` seconds)."""
         check_app(app)
         dep = new_id()
         watch = await self.watch(app, dep, followers)
         try:
-            await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep)
+            await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep,
+                                      to_release=to_release)
             return await watch.result(wait)
         finally:
             await watch.close()
