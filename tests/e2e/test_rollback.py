@@ -97,6 +97,15 @@ async def test_rollback_runs_an_earlier_build_with_its_config(running: Running,
     assert built.data.spec.build_id == first.data.spec.build_id
     assert built.data.spec.build_artifact == first.data.spec.build_artifact
 
+    async def listed() -> list[dict[str, object]] | None:
+        async with api_support.client(running) as http:
+            rows: list[dict[str, object]] = (await http.get(f"/apps/{app}/releases")).json()
+        return rows if rows and rows[0]["number"] == 3 and rows[0]["live"] else None
+
+    v3 = (await api_support.until(listed, "v3 in the releases"))[0]
+    assert (v3["kind"], v3["build_id"], v3["config_version"]) == (
+        "rollback", first.data.spec.build_id, 1)
+
     # Unknown releases: one line, exit 2, nothing requested.
     for args, error in (((app, "--to", "v9"), f"{app} has no release v9 that went live"),
                         ((app, "--to", "three"), "is not a release number"),
