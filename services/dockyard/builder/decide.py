@@ -119,4 +119,4 @@ def config_spec(live: DeploySpec, plan: Plan) -> DeploySpec:
     """A config release of the live build: predeploy reruns from the image as built."""
     base = live.build_artifact or live.artifact
     return msgspec.structs.replace(live, artifact=base, build_artifact=base, plan=plan,
-                                   config_version=0, kind="config")
+                                   config_version=0, kind="config", rolled_back_to=None)
