@@ -68,6 +68,9 @@ def test_overrides_from_flags_win_and_none_is_no_override(tmp_path: Path) -> Non
     ({"DOCKYARD_KILL_GRACE": "-1"}, "DOCKYARD_KILL_GRACE must be a non-negative number"),
     ({"DOCKYARD_KILL_GRACE": "inf"}, "DOCKYARD_KILL_GRACE must be a non-negative number"),
     ({"DOCKYARD_DRAIN": "-0.5"}, "DOCKYARD_DRAIN must be a non-negative number"),
+    ({"DOCKYARD_KEEP_RELEASES": "0"}, "DOCKYARD_KEEP_RELEASES must be 1 to 15, got 0"),
+    ({"DOCKYARD_KEEP_RELEASES": "16"}, "DOCKYARD_KEEP_RELEASES must be 1 to 15, got 16"),
+    ({"DOCKYARD_KEEP_RELEASES": "five"}, "DOCKYARD_KEEP_RELEASES must be a whole number"),
     ({"DOCKYARD_METRICS_ADDR": "9464"}, "DOCKYARD_METRICS_ADDR must be host:port (e.g. "
                                         "127.0.0.1:9464), got '9464'"),
     ({"DOCKYARD_METRICS_ADDR": "localhost:http"}, "DOCKYARD_METRICS_ADDR must be host:port"),
@@ -83,6 +86,11 @@ def test_a_value_that_cannot_be_used_is_refused_naming_it(env: dict[str, str],
                                                           message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_five_releases_keep_their_artifacts_unless_set() -> None:
+    assert Settings.from_env({}).keep_releases == 5
+    assert Settings.from_env({"DOCKYARD_KEEP_RELEASES": "15"}).keep_releases == 15
 
 
 def test_metrics_and_tracing_are_off_unless_asked_for() -> None:

@@ -37,6 +37,8 @@ from dockyard.contract.names import check_app as _check_app
 from dockyard.contract.names import check_deployment_id as _check_deployment_id
 from dockyard.contract.plan import Plan
 from dockyard.contract.sinks import Sink, Sinks, SinkStatus, with_sink, without_sink
+from dockyard.contract.state import LiveRelease
+from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.merge import build_plan
 from dockyard.plan.operator import added, removed, validate_hook, validate_phase
@@ -195,29 +197,31 @@ class DockyardClient:
     async def request_deploy(self, app: str, path: Path | None, *, kind: str = "source",
                              runtime: str | None = None,
                              deployment_id: str | None = None,
-                             source_object: str | None = None) -> DeployRequested:
+                             source_object: str | None = None,
+                             to_release: int | None = None) -> DeployRequested:
         """Upload (for a source deploy, unless `source_object` names an upload already made)
-        and publish the deploy request."""
+        and publish the deploy request (a rollback's names its target, `to_release`)."""
         check_app(app)
         dep = check_deployment_id(deployment_id) if deployment_id else new_id()
         source = source_object
         if source is None and path is not None:
             source = await self.upload(app, path, dep)
         cmd = DeployRequested(deployment_id=dep, app=app, kind=kind,  # type: ignore[arg-type]
-                              source_object=source, runtime=runtime)
+                              source_object=source, runtime=runtime, to_release=to_release)
         await self.js.publish(subjects.CMD_DEPLOY, codec.encode(cmd),
                                      headers={"Nats-Msg-Id": f"{dep}:deploy"})
         return cmd
 
     async def deploy(self, app: str, path: Path | None, followers: Followers, *,
                      kind: str = "source", runtime: str | None = None,
-                     wait: float | None = None) -> Terminal:
+                     wait: float | None = None, to_release: int | None = None) -> Terminal:
         """Request a deploy and follow it to its end (giving up after `wait` seconds)."""
         check_app(app)
         dep = new_id()
         watch = await self.watch(app, dep, followers)
         try:
-            await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep)
+            await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep,
+                                      to_release=to_release)
             return await watch.result(wait)
         finally:
             await watch.close()
@@ -287,6 +291,13 @@ class DockyardClient:
         """The current config version and values."""
         check_app(app)
         return await self.doors.config.current(app)
+
+    async def rollback_target(self, app: str, to: int | None) -> LiveRelease:
+        """The release a rollback would run again: `to`, or the one before the live one
+        (RollbackError, one line, if there is none or it is no longer kept)."""
+        check_app(app)
+        history = await self.doors.routes.live_history(app)
+        return rollback.target(app, history, to, self.settings.keep_releases)
 
     async def has_release(self, app: str) -> bool:
         """Whether the app has a live release (a config change then makes a new one)."""

@@ -8,6 +8,10 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+# The routes bucket keeps 16 versions of an app's live record (bus/topology.py): a release
+# leaving the kept ones must still be in that history for its artifacts to be removed.
+MAX_KEEP_RELEASES = 15
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
@@ -103,6 +107,9 @@ class Settings:
     webhook_secret: str = ""
     # Limits on what one request may bring (README: "Limits").
     queue_limit: int = 20
+    # How many of an app's last live releases keep their artifacts (for rollback); at most
+    # MAX_KEEP_RELEASES, the history the routes bucket keeps (bus/topology.py) less one.
+    keep_releases: int = 5
     archive_max_bytes: int = 512 * 1024 * 1024
     archive_max_entries: int = 20_000
     archive_max_path: int = 1024
@@ -148,6 +155,7 @@ class Settings:
             webhook_url=env.get("DOCKYARD_WEBHOOK_URL", ""),
             webhook_secret=env.get("DOCKYARD_WEBHOOK_SECRET", ""),
             queue_limit=_int(env, "DOCKYARD_QUEUE_LIMIT", 20),
+            keep_releases=_int(env, "DOCKYARD_KEEP_RELEASES", 5),
             archive_max_bytes=_int(env, "DOCKYARD_ARCHIVE_MAX_BYTES", 512 * 1024 * 1024),
             archive_max_entries=_int(env, "DOCKYARD_ARCHIVE_MAX_ENTRIES", 20_000),
             archive_max_path=_int(env, "DOCKYARD_ARCHIVE_MAX_PATH", 1024),
@@ -177,6 +185,9 @@ class Settings:
                       "archive_max_path", "archive_max_depth", "log_max_bytes"):
             if getattr(settings, limit) < 1:
                 raise SettingsError(f"DOCKYARD_{limit.upper()} must be at least 1")
+        if not 1 <= settings.keep_releases <= MAX_KEEP_RELEASES:
+            raise SettingsError(f"DOCKYARD_KEEP_RELEASES must be 1 to {MAX_KEEP_RELEASES}, got "
+                                f"{settings.keep_releases}")
         if settings.pids_limit < 1:
             raise SettingsError(
                 f"DOCKYARD_PIDS_LIMIT must be at least 1, got {settings.pids_limit}")

@@ -377,6 +377,39 @@ async def test_config_shows_names_never_values_and_a_change_releases_a_live_app(
     assert "s3cr3t" not in shown.text and "s3cr3t" not in r.text
 
 
+async def test_rollback_asks_for_a_release_of_an_earlier_one_or_says_why_not(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    none = await client.post("/apps/shop/rollback", json={})
+    assert none.status_code == 404 and none.json()["error"].startswith(
+        "shop has no live release: nothing to roll back"), none.text
+    api.routes.history["shop"] = [
+        LiveRelease(app="shop", release=n, deployment_id=D1, spec=SPEC, instances=[])
+        for n in range(1, 8)]  # v1..v7 went live; v3..v7 are kept (5)
+    r = await client.post("/apps/shop/rollback", json={})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["operation"] == "rollback" and "not roll back databases" in body["warning"]
+    [(command, _)] = api.commands.sent
+    assert isinstance(command, DeployRequested)
+    assert (command.kind, command.to_release) == ("rollback", 6)
+    assert body["deployment_id"] == command.deployment_id
+    assert body["links"]["deployment"] == f"/deployments/{command.deployment_id}"
+    assert (await client.post("/apps/shop/rollback", json={"release": 4})).status_code == 202
+    again = api.commands.sent[-1][0]
+    assert isinstance(again, DeployRequested) and again.to_release == 4
+    unknown = await client.post("/apps/shop/rollback", json={"release": 9})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == ("shop has no release v9 that went live "
+                                       "(kept: v3, v4, v5, v6, v7)")
+    pruned = await client.post("/apps/shop/rollback", json={"release": 2})
+    assert pruned.status_code == 409
+    assert pruned.json()["error"] == "v2 is no longer kept (DOCKYARD_KEEP_RELEASES=5)"
+    for bad in ({"release": 0}, {"release": "v3"}, {"to": 3}):
+        assert (await client.post("/apps/shop/rollback", json=bad)).status_code == 400
+    assert (await client.post("/apps/Bad_Name/rollback", json={})).status_code == 400
+    assert len(api.commands.sent) == 2
+
+
 @pytest.mark.parametrize(("body", "error"), [
     ({"set": {"1BAD": "x"}}, "'1BAD' is not a valid variable name"),
     ({"set": {"A": 1}}, "invalid request"),
@@ -444,7 +477,6 @@ async def test_sinks_hide_secrets_and_url_paths(api: Parts, client: httpx.AsyncC
 @pytest.mark.parametrize(("method", "path", "body", "operation"), [
     ("POST", "/apps/shop/scale", {"process": "web", "count": 2}, "scale"),
     ("POST", "/apps/shop/restart", {}, "restart"),
-    ("POST", "/apps/shop/rollback", {}, "rollback"),
     ("POST", "/apps/shop/maintenance", {"enabled": True}, "maintenance"),
     ("DELETE", "/apps/shop", None, "destroy"),
 ])

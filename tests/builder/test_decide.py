@@ -3,6 +3,7 @@ name, reasons, refusal."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from dockyard.archive import SourceError
@@ -99,6 +100,10 @@ def test_a_config_release_reruns_predeploy_from_the_image_as_built() -> None:
     # A live spec from before build_artifact existed uses its artifact.
     old = DeploySpec(runtime="docker", build_id="v1-abc", artifact="img:v1", plan=Plan())
     assert decide.config_spec(old, plan).artifact == "img:v1"
+    # A config release of a rollback is a config release: current config, no rollback target.
+    rolled = msgspec.structs.replace(live, kind="rollback", rolled_back_to=2)
+    again = decide.config_spec(rolled, plan)
+    assert (again.kind, again.rolled_back_to, again.config_version) == ("config", None, 0)
 
 
 def command(text: str) -> Command:

@@ -448,6 +448,34 @@ async def test_a_config_deploy_releases_the_live_build_again_without_building() 
     assert w.runtime.built == []
 
 
+async def test_a_rollback_releases_an_earlier_build_with_its_config_without_building() -> None:
+    w = world(Settings(keep_releases=2))
+    files = {"Procfile": PROCFILE}
+    for n in (1, 2, 3):
+        spec = DeploySpec(runtime="process", build_id=f"v{n}-aaaaaaaa",
+                          artifact=f"art-v{n}+predeploy", build_artifact=f"art-v{n}",
+                          plan=build_plan(files), config_version=n)
+        await w.routes.set_live(LiveRelease(app=APP, release=n, deployment_id=f"d{n}",
+                                            spec=spec, instances=[]))
+    dep = new_id()
+    await w.deliver(request(dep, None, kind="rollback"))  # the release before the live one
+    assert w.events()[0] == (DeployQueued, 0, KindData(kind="rollback"))
+    assert w.events()[-1] == (BuildSucceeded, 1, SpecData(spec=DeploySpec(
+        runtime="process", build_id="v2-aaaaaaaa", artifact="art-v2", build_artifact="art-v2",
+        plan=build_plan(files), config_version=2, kind="rollback", rolled_back_to=2)))
+    assert w.runtime.built == []
+    assert any("does not roll back databases" in t for t in w.nc.texts(dep))
+
+    for to, reason in ((1, "v1 is no longer kept (DOCKYARD_KEEP_RELEASES=2)"),
+                       (7, f"{APP} has no release v7 that went live (kept: v2, v3)")):
+        await w.locks.release(APP, dep)  # the deploy before ended (the hook-runner frees it)
+        w.broker.clear()
+        dep = new_id()
+        await w.deliver(request(dep, None, kind="rollback", to_release=to))
+        [failed] = [data for cls, _, data in w.events() if cls is BuildFailed]
+        assert failed.reason == reason and failed.status == "build-error"
+
+
 @pytest.mark.parametrize("app", ["Shop", "shop.evil", "-x", ""])
 async def test_a_request_with_a_bad_app_name_is_rejected(app: str) -> None:
     w = world()

@@ -34,8 +34,8 @@ COMMANDS = command_paths(typer.main.get_command(app))
 
 def test_every_command_group_is_there() -> None:
     assert {p[0] for p in COMMANDS} == {
-        "up", "service", "demo", "deploy", "apps", "ps", "cancel", "logs", "events", "status", "deployments",
-        "releases", "config", "hooks", "notify", "bus"}
+        "up", "service", "demo", "deploy", "apps", "ps", "cancel", "logs", "events", "status",
+        "deployments", "releases", "rollback", "config", "hooks", "notify", "bus"}
     assert len(COMMANDS) >= 20
 
 

@@ -1,15 +1,29 @@
-"""Nothing a deploy made outlives it unless the live release uses it."""
+"""Nothing a deploy made outlives its release's turn among the kept ones
+(DOCKYARD_KEEP_RELEASES, here 1) unless the live release uses it."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from dockyard.client import Followers
 from dockyard.contract.events import DeploySucceeded
 from tests.e2e.apps import get, make_app
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import RUNTIMES, Running, start_running, stop_running
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+async def running(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """A stack keeping only the live release's artifacts (no rollback target kept)."""
+    r = await start_running(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param,
+                            keep_releases=1)
+    yield r
+    await stop_running(r)
 
 
 def exists(running: Running, artifact: str) -> bool:

@@ -161,7 +161,7 @@ async def test_a_deploy_advances_phase_by_phase_and_streams_its_log_without_a_re
     await page.click("#rollback")
     notice = page.locator("#notice")
     await page.wait_for_function(
-        "() => document.querySelector('#notice').textContent.includes('not available yet')",
+        "() => document.querySelector('#notice').textContent.includes('no release before v1')",
         timeout=WAIT_MS)
     assert "rollback" in (await notice.text_content() or "")
     await page.screenshot(path=shot("app-history"), full_page=True)

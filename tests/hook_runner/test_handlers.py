@@ -276,6 +276,31 @@ async def test_the_config_version_is_chosen_once_per_deployment() -> None:
     assert {spec.env["A"] for spec in w.runtime.ran} == {"1"}
 
 
+async def test_a_rollback_runs_with_the_config_version_its_spec_pins() -> None:
+    w = await world()
+    await w.config.change(APP, {"A": "1"}, [])
+    await w.config.change(APP, {"A": "2"}, [])
+    rollback = msgspec.structs.replace(SPEC, config_version=1, kind="rollback")
+
+    await w.runner.on_build_succeeded(built(w, rollback), FakeMessage().as_message())
+
+    assert w.events()[0] == (ReleaseStarted, SpecData(spec=rollback))
+    assert {spec.env["A"] for spec in w.runtime.ran} == {"1"}
+
+
+async def test_a_failed_rollback_leaves_the_kept_release_it_ran_alone() -> None:
+    w = await world()
+    kept = msgspec.structs.replace(SPEC, artifact="img-v1+pre", build_artifact="img-v1")
+    await w.routes.set_live(LiveRelease(app=APP, release=1, deployment_id="d1", spec=kept,
+                                        instances=[]))
+    await w.routes.set_live(LiveRelease(app=APP, release=2, deployment_id="d2",
+                                        spec=msgspec.structs.replace(SPEC, artifact="img-v2"),
+                                        instances=[]))
+    failed = msgspec.structs.replace(kept, artifact="img-v1", kind="rollback")
+    await w.runner.on_deploy_aborted(aborted(w, spec=failed), FakeMessage().as_message())
+    assert w.runtime.removed == []
+
+
 async def test_a_cancel_before_the_release_phase_ends_it_cancelled_without_running() -> None:
     w = await world()
     await w.cancels.request(w.dep, "stop")

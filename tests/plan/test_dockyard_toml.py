@@ -123,12 +123,11 @@ command = "seed"
          " postdeploy, after_switch, on_failure); did you mean `predeploy`?")),
         ('preset = "laravel"\nprest = 1\n',
          ("dockyard.toml:2: unknown key `prest` (known: preset, drain, appjson_postdeploy,"
-         " predeploy, release, postdeploy, after_switch, on_failure, health, build, processes);"
-         " did you mean `preset`?")),
+         " rollback_hooks, predeploy, release, postdeploy, after_switch, on_failure, health,"
+         " build, processes); did you mean `preset`?")),
         ('[helth]\npath = "/"\n', ("dockyard.toml:1: unknown table `helth` (known: preset, drain,"
-         " appjson_postdeploy, predeploy, release, postdeploy, after_switch, on_failure, health,"
-         " build, processes);"
-         " did you mean `health`?")),
+         " appjson_postdeploy, rollback_hooks, predeploy, release, postdeploy, after_switch,"
+         " on_failure, health, build, processes); did you mean `health`?")),
         ('[[release]]\ncommand = "a"\nlable = "x"\n',
          ("dockyard.toml:3: release[0]: unknown key `lable` (known keys: command, label, timeout,"
          " memory)")),

@@ -95,13 +95,13 @@ class World:
         return [r.id for r in self.runtime.instances.get(APP, []) if r.release == release]
 
 
-async def world(drain: float = 0.0) -> World:
+async def world(drain: float = 0.0, keep: int = 1) -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime(serve_web=True)
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
     doors = SchedulerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
                            routes=routes, placements=FakePlacements())
-    settings = Settings(drain=drain, kill_grace=2.0)
+    settings = Settings(drain=drain, kill_grace=2.0, keep_releases=keep)
     scheduler = Scheduler(service_context(SERVICE, broker, nc, settings), doors,
                           FakeRuntimes(runtime))
     dep = new_id()
@@ -358,6 +358,21 @@ async def test_artifacts_a_later_live_release_uses_are_kept(w: World) -> None:
     await live(w, 4, OLD_SPEC, "d4")
     await w.scheduler.on_after_switch_succeeded(after_switch(w), FakeMessage().as_message())
     assert w.runtime.removed == []
+
+
+async def test_the_last_kept_releases_keep_their_artifacts_for_rollback() -> None:
+    w = await world(keep=2)
+    try:
+        v1 = DeploySpec(runtime="docker", build_id="v1", artifact="img1+pre",
+                        build_artifact="img1", plan=SPEC.plan)
+        await live(w, 1, v1, "d1")
+        await live(w, 2, OLD_SPEC, "d2")
+        await live(w, RELEASE, SPEC, w.dep)
+        await w.scheduler.on_after_switch_succeeded(after_switch(w), FakeMessage().as_message())
+        # v2 and v3 are kept (DOCKYARD_KEEP_RELEASES=2): only v1's artifacts go.
+        assert w.runtime.removed == ["img1+pre", "img1"]
+    finally:
+        await w.runtime.close()
 
 
 async def test_an_artifact_that_cannot_be_removed_does_not_fail_the_deploy(w: World) -> None:

@@ -95,7 +95,8 @@ async def make(ctx: ServiceContext, doors: ApiDoors) -> Projection:
     port = sock.getsockname()[1]
     token = load_or_create_token(ctx.settings.api_token_file, ctx.settings.api_token)
     operations = Operations(store=store, doors=doors, commands=NatsCommands(ctx.js),
-                            limits=limits(ctx.settings))
+                            limits=limits(ctx.settings),
+                            keep_releases=ctx.settings.keep_releases)
     backend = Backend(store=store, operations=operations, streams=NatsStreams(ctx.js),
                       token=token)
     server = _EmbeddedServer(uvicorn.Config(make_app(backend),

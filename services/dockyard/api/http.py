@@ -406,13 +406,13 @@ async def restart(app: AppName, data: JSONBody[RestartRequest]) -> OperationAcce
     raise NotBuiltYet("restart")
 
 
-@post("/apps/{app:str}/rollback", tags=["operations"], status_code=202, responses=NOT_YET,
-      summary="Roll back")
-async def rollback(app: AppName, data: JSONBody[RollbackRequest]) -> OperationAccepted:
-    """Route back to an earlier release."""
-    check_app(app)
-    del data
-    raise NotBuiltYet("rollback")
+@post("/apps/{app:str}/rollback", tags=["operations"], status_code=202,
+      responses=errors(403, 404, 409), summary="Roll back")
+async def rollback(app: AppName, data: JSONBody[RollbackRequest], api: Api) -> OperationAccepted:
+    """A new release of an earlier release's build and config (404: no such release went live;
+    409: no longer kept, DOCKYARD_KEEP_RELEASES); follow it at the links answered. Databases
+    are not rolled back."""
+    return await api.operations.rollback(check_app(app), data)
 
 
 @post("/apps/{app:str}/maintenance", tags=["operations"], status_code=202, responses=NOT_YET,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -283,9 +283,10 @@ class RestartRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RollbackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Route back to an earlier release (the one before the live one when left out)."""
+    """A new release of an earlier release's build and config (by default the release before
+    the live one); databases are not rolled back."""
 
-    release: int | None = None
+    release: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class MaintenanceRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -301,6 +302,8 @@ class OperationAccepted(msgspec.Struct, kw_only=True):
     app: str
     operation: str
     deployment_id: str | None = None
+    warning: str | None = None
+    links: dict[str, str] = {}
 
 
 class Session(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

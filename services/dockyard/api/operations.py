@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dockyard.api import views
-from dockyard.api.errors import BadRequest, Conflict, TooLarge
+from dockyard.api.errors import BadRequest, Conflict, NotFound, TooLarge
 from dockyard.api.feeds import Commands
 from dockyard.api.models import (
     Accepted,
@@ -20,8 +20,10 @@ from dockyard.api.models import (
     ConfigView,
     HookAdd,
     HookPlan,
+    OperationAccepted,
     OperatorHooksView,
     OperatorHookView,
+    RollbackRequest,
     SinkAdd,
     SinkAdded,
     SinksView,
@@ -32,6 +34,7 @@ from dockyard.contract.events import CancelRequested, DeployRequested, new_id
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
+from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.merge import build_plan
@@ -148,6 +151,7 @@ class Operations:
     doors: ApiDoors
     commands: Commands
     limits: Limits
+    keep_releases: int = 5
 
     @property
     def max_upload(self) -> int:
@@ -182,6 +186,24 @@ class Operations:
                                                  reason=reason), f"{deployment_id}:cancel")
         return Accepted(app=found.app, deployment_id=deployment_id,
                         links=links(found.app, deployment_id))
+
+    async def rollback(self, app: str, body: RollbackRequest) -> OperationAccepted:
+        """Ask for a new release of an earlier release's build and config (NotFound for a
+        release that never went live, Conflict for one no longer kept)."""
+        check_app(app)
+        history = await self.doors.routes.live_history(app)
+        try:
+            target = rollback.target(app, history, body.release, self.keep_releases)
+        except rollback.ReleaseNotKept as exc:
+            raise Conflict(str(exc)) from None
+        except rollback.RollbackError as exc:
+            raise NotFound(str(exc)) from None
+        dep = new_id()
+        await self.commands.send(DeployRequested(
+            deployment_id=dep, app=app, kind="rollback", to_release=target.release,
+            reason=f"rollback to v{target.release}"), f"{dep}:deploy")
+        return OperationAccepted(app=app, operation="rollback", deployment_id=dep,
+                                 warning=rollback.DATABASE_WARNING, links=links(app, dep))
 
     # ------------------------------------------------------------ config
 

@@ -17,6 +17,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.plan import Plan
+from dockyard.pipeline.rollback import RollbackError
 from dockyard.plan.errors import PlanError
 from dockyard.runtime.base import BuildError
 from dockyard.runtime.select import UnknownRuntimeError
@@ -55,7 +56,8 @@ class WrongSource(BuilderError):
 
 
 # What ends a build as `build-error` (anything else is a fault of ours: the message is retried).
-BUILD_ERRORS = (PlanError, BuildError, SourceError, BuilderError, UnknownRuntimeError)
+BUILD_ERRORS = (PlanError, BuildError, SourceError, BuilderError, UnknownRuntimeError,
+                RollbackError)
 
 
 def check_request(cmd: DeployRequested) -> DeployRequested:
@@ -117,4 +119,4 @@ def config_spec(live: DeploySpec, plan: Plan) -> DeploySpec:
     """A config release of the live build: predeploy reruns from the image as built."""
     base = live.build_artifact or live.artifact
     return msgspec.structs.replace(live, artifact=base, build_artifact=base, plan=plan,
-                                   config_version=0, kind="config")
+                                   config_version=0, kind="config", rolled_back_to=None)

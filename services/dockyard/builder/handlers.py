@@ -32,6 +32,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import InvalidName
 from dockyard.contract.phase import Phase
+from dockyard.pipeline import rollback
 from dockyard.pipeline.step import Steps
 from dockyard.plan.detect import read_build_files
 from dockyard.plan.merge import build_plan, read_manifest_files
@@ -58,6 +59,7 @@ class Builder:
         self.steps = Steps(doors.steps, ctx.emitter, ctx.settings.ack_wait / 3)
         settings = ctx.settings
         self.queue_limit = settings.queue_limit
+        self.keep_releases = settings.keep_releases
         self.log_max_bytes = settings.log_max_bytes
         self.limits = archive.Limits(max_bytes=settings.archive_max_bytes,
                                      max_entries=settings.archive_max_entries,
@@ -136,7 +138,8 @@ class Builder:
                                max_bytes=self.log_max_bytes)
         await deploy_log.system(heading(Phase.BUILD))
         try:
-            make = self._reconfigure if cmd.kind == "config" else self._build_source
+            make = {"config": self._reconfigure, "rollback": self._rollback}.get(
+                cmd.kind, self._build_source)
             spec = await make(cmd, release, deploy_log)
         except decide.BUILD_ERRORS as exc:
             await deploy_log.system(f"build failed: {exc}")
@@ -186,6 +189,19 @@ class Builder:
             f"config change: a release of build {live.spec.build_id} (v{live.release}) with the "
             "current config; no new build")
         return decide.config_spec(live.spec, plan)
+
+    async def _rollback(self, cmd: DeployRequested, release: int,
+                        deploy_log: DeployLog) -> DeploySpec:
+        del release
+        history = await self.doors.routes.live_history(cmd.app)
+        to = rollback.target(cmd.app, history, cmd.to_release, self.keep_releases)
+        spec = rollback.rollback_spec(to)
+        await deploy_log.system(
+            f"rollback: a release of v{to.release}'s build {to.spec.build_id} with its config "
+            f"(version {to.spec.config_version}); no new build")
+        await deploy_log.system(rollback.hooks_line(spec.plan))
+        await deploy_log.system(rollback.DATABASE_WARNING)
+        return spec
 
 
 def _arrival(msg: NatsMessage) -> datetime:

@@ -41,6 +41,7 @@ _EXPECTED = {
     "dockyard.api_client": ("ApiError",),
     "dockyard.contract.names": ("InvalidName",),
     "dockyard.pipeline.config": ("ConfigError",),
+    "dockyard.pipeline.rollback": ("RollbackError",),
     "dockyard.plan.errors": ("PlanError",),
     "dockyard.contract.sinks": ("SinkError",),
     "dockyard.bus.service": ("UnknownServiceError",),

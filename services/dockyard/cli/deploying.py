@@ -122,7 +122,8 @@ async def _unless(interrupted: asyncio.Event, work: Awaitable[T]) -> tuple[bool,
 
 async def follow_deploy(client: DockyardClient, app: str, path: Path | None, *,
                         kind: str = "source", runtime: str | None = None,
-                        follow_for: float | None = None, cancel_on_interrupt: bool = False) -> int:
+                        follow_for: float | None = None, cancel_on_interrupt: bool = False,
+                        to_release: int | None = None) -> int:
     """Request a deploy, print its id at once, follow its log to the end; the exit code.
 
     Ctrl-C leaves the deploy going (or cancels it, with cancel_on_interrupt) and says how to
@@ -158,7 +159,7 @@ async def follow_deploy(client: DockyardClient, app: str, path: Path | None, *,
                 return EXIT_INTERRUPTED
         # Not interruptible: once published, the deploy is on and its id must be shown.
         await client.request_deploy(app, None, kind=kind, runtime=runtime, deployment_id=dep,
-                                    source_object=source)
+                                    source_object=source, to_release=to_release)
         hint = "Ctrl-C cancels it" if cancel_on_interrupt else \
             "Ctrl-C stops following; the deploy goes on"
         out.line(f"deploying {app}: deployment {dep} ({hint})", style="dim")
@@ -209,6 +210,50 @@ def deploy(
     raise typer.Exit(run(with_client(settings, lambda c: follow_deploy(
         c, app, path, runtime=runtime, follow_for=timeout,
         cancel_on_interrupt=cancel_on_interrupt))))
+
+
+@commands.command(rich_help_panel=PANEL, epilog=(
+    "Examples:\n\n"
+    "  dockyard rollback shop\n\n"
+    "  dockyard rollback shop --to v3"))
+def rollback(
+    app_name: AppArg,
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="RELEASE",
+        help="The release to run again: v3 or 3 (default: the one before the live one).")] = None,
+    data_dir: DataDir = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop following after N seconds (exit 2; the rollback goes on).")] = None,
+    cancel_on_interrupt: Annotated[bool, typer.Option(
+        "--cancel-on-interrupt",
+        help="Ctrl-C cancels the rollback (default: it goes on).")] = False,
+) -> None:
+    """A new release of an earlier release's build and config, followed like a deploy (exit 0
+    succeeded, 1 failed). Databases are not rolled back."""
+    from dockyard.pipeline.rollback import DATABASE_WARNING, release_number
+
+    settings = settings_from(data_dir)
+    app = checked_app(app_name)
+    number = None
+    if to is not None:
+        try:
+            number = release_number(to)
+        except ValueError as exc:
+            fail(f"--to: {exc}")
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout must be more than 0 seconds, got {timeout:g}")
+
+    async def body(client: DockyardClient) -> int:
+        await require_app(client, app)
+        target = await client.rollback_target(app, number)
+        err.line(DATABASE_WARNING, style="yellow")
+        out.line(f"rolling back {app} to v{target.release} (build {target.spec.build_id}, "
+                 f"config version {target.spec.config_version})", style="dim")
+        return await follow_deploy(client, app, None, kind="rollback", follow_for=timeout,
+                                   cancel_on_interrupt=cancel_on_interrupt,
+                                   to_release=target.release)
+
+    raise typer.Exit(run(with_client(settings, body)))
 
 
 # ------------------------------------------------------------------ naming a deployment

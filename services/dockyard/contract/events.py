@@ -40,7 +40,7 @@ FailedStatus = Literal["build-error", "release-error", "start-error", "hook-erro
 FAILED_STATUSES: tuple[FailedStatus, ...] = ("build-error", "release-error", "start-error",
                                              "hook-error", "switch-error", "cancelled",
                                              "rejected")
-DeployKind = Literal["source", "config"]
+DeployKind = Literal["source", "config", "rollback"]
 TAIL_LINES = 100
 
 SPECVERSION = "1.0"
@@ -77,7 +77,8 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 class DeployRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.deploy"):
-    """Ask for a deploy: of an uploaded source archive, or of the live build with new config."""
+    """Ask for a deploy: of an uploaded source archive, of the live build with new config, or
+    (rollback) a new release of an earlier release's build and config."""
 
     deployment_id: str
     app: str
@@ -86,6 +87,8 @@ class DeployRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.depl
     runtime: str | None = None
     requested_at: datetime = msgspec.field(default_factory=_now)
     reason: str = ""
+    # A rollback's target release (None: the release before the live one).
+    to_release: int | None = None
 
     subject: ClassVar[str] = subjects.CMD_DEPLOY
 
@@ -123,6 +126,7 @@ class DeploySpec(msgspec.Struct, frozen=True, kw_only=True):
     config_version: int = 0
     kind: DeployKind = "source"
     build_artifact: str = ""  # the artifact as built, before predeploy's changes were committed
+    rolled_back_to: int | None = None  # a rollback's: the release whose build and config it runs
 
 
 class KindData(msgspec.Struct, frozen=True, kw_only=True):

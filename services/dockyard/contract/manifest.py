@@ -13,6 +13,7 @@ Size = str | int
 
 MANIFEST_FILES = ("Procfile", "app.json", "dockyard.toml")
 AppJsonPostdeploy = Literal["first", "every"]
+RollbackHooks = Literal["release", "all", "none"]
 
 
 # ---------------------------------------------------------------- dockyard.toml
@@ -56,6 +57,8 @@ class DockyardToml(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     drain: Duration | None = None
     # When app.json's `scripts.postdeploy` runs: "first" (Heroku, Dokku) or "every" (Scalingo).
     appjson_postdeploy: AppJsonPostdeploy | None = None
+    # Which hook phases a rollback runs: "release" (predeploy and release, Heroku), "all", "none".
+    rollback_hooks: RollbackHooks | None = None
     predeploy: list[TomlHook] | None = None
     release: list[TomlHook] | None = None
     postdeploy: list[TomlHook] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from dockyard.contract.manifest import RollbackHooks
 from dockyard.contract.phase import HOOK_PHASES, Phase
 
 DEFAULT_TIMEOUTS: dict[Phase, float] = {
@@ -96,6 +97,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     drain: float = 30.0
     notes: list[str] = []
     buildpack: Buildpack = msgspec.field(default_factory=Buildpack)
+    rollback_hooks: RollbackHooks = "release"
 
     def commands(self, phase: Phase) -> list[Command]:
         """The commands of one hook phase."""

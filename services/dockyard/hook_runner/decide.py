@@ -32,6 +32,12 @@ def pinned(spec: DeploySpec, config_version: int) -> DeploySpec:
     return msgspec.structs.replace(spec, config_version=config_version)
 
 
+def config_pinned(spec: DeploySpec) -> bool:
+    """Whether the spec names its config version already (a rollback: the earlier release's),
+    rather than taking the current one."""
+    return spec.kind == "rollback"
+
+
 def with_artifact(spec: DeploySpec, artifact: str) -> DeploySpec:
     """The spec pointing at an artifact (predeploy's committed one)."""
     return msgspec.structs.replace(spec, artifact=artifact)

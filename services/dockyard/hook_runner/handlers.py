@@ -28,6 +28,7 @@ from dockyard.contract.phase import Phase
 from dockyard.hook_runner import decide
 from dockyard.pipeline.artifacts import disposable_artifacts
 from dockyard.pipeline.phases import PhaseRun, run_phase
+from dockyard.pipeline.rollback import kept_specs
 from dockyard.pipeline.step import Steps
 from dockyard.runtime.select import Runtimes
 
@@ -49,6 +50,7 @@ class HookRunner:
         self.nc = ctx.nc
         self.kill_grace = ctx.settings.kill_grace
         self.log_max_bytes = ctx.settings.log_max_bytes
+        self.keep_releases = ctx.settings.keep_releases
         self.steps = Steps(doors.steps, ctx.emitter, ctx.settings.ack_wait / 3)
 
     async def on_build_succeeded(self, event: BuildSucceeded, msg: NatsMessage) -> None:
@@ -134,7 +136,10 @@ class HookRunner:
         return self.emitter.after(event, decide.deploy_failed(failed))
 
     async def _config_version(self, event: BuildSucceeded) -> int:
-        """The config version this release is made with, chosen once (the current one)."""
+        """The config version this release is made with, chosen once (the current one; a
+        rollback's is pinned to the earlier release's)."""
+        if decide.config_pinned(event.data.spec):
+            return event.data.spec.config_version
         chosen = await self.doors.steps.get(event.deployment_id, CONFIG_STEP)
         if chosen is not None:
             return int(chosen)
@@ -157,10 +162,13 @@ class HookRunner:
                          max_bytes=self.log_max_bytes)
 
     async def _dispose(self, event: DeployAborted, spec: DeploySpec) -> None:
-        """Remove the artifacts the failed deploy made, once on-failure ran from them."""
+        """Remove the artifacts the failed deploy made, once on-failure ran from them (never a
+        kept release's: a failed rollback ran one)."""
         live = await self.doors.routes.live(event.subject)
+        kept = kept_specs(await self.doors.routes.live_history(event.subject),
+                          self.keep_releases)
         runtime = await self.runtimes.get(spec.runtime)
-        for artifact in disposable_artifacts(spec, live):
+        for artifact in disposable_artifacts(spec, live, kept):
             try:
                 await runtime.remove_artifact(artifact)
             except Exception:  # a leftover artifact must not keep the deploy from ending

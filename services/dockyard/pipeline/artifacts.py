@@ -6,9 +6,12 @@ from dockyard.contract.events import DeploySpec
 from dockyard.contract.state import LiveRelease
 
 
-def disposable_artifacts(failed: DeploySpec, live: LiveRelease | None) -> list[str]:
-    """Artifacts a failed deploy made that the live release does not use (safe to delete)."""
-    keep = {live.spec.artifact, live.spec.build_artifact} if live else set()
+def disposable_artifacts(failed: DeploySpec, live: LiveRelease | None,
+                         kept: list[DeploySpec] | None = None) -> list[str]:
+    """Artifacts a failed deploy made that neither the live release nor a kept one (`kept`: a
+    failed rollback runs a kept release's build) uses (safe to delete)."""
+    keep = {a for spec in [*([live.spec] if live else []), *(kept or [])]
+            for a in (spec.artifact, spec.build_artifact)}
     made = [failed.artifact, failed.build_artifact]
     return [a for a in dict.fromkeys(made) if a and a not in keep]
 

@@ -1,5 +1,5 @@
-"""dockyard.toml: hook tables per phase, [health], [build], [processes.*], preset, drain and
-appjson_postdeploy."""
+"""dockyard.toml: hook tables per phase, [health], [build], [processes.*], preset, drain,
+appjson_postdeploy and rollback_hooks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dockyard.contract.manifest import (
     AppJsonPostdeploy,
     DockyardToml,
     HookSpec,
+    RollbackHooks,
     TomlHook,
     TomlProcess,
 )
@@ -65,6 +66,7 @@ class DockyardManifest(msgspec.Struct, frozen=True, kw_only=True):
     preset: str | None = None
     drain: float | None = None
     appjson_postdeploy: AppJsonPostdeploy | None = None
+    rollback_hooks: RollbackHooks | None = None
 
 
 def _names(dotted: str) -> list[str]:
@@ -230,6 +232,7 @@ def parse_dockyard_toml(text: str) -> DockyardManifest:
         preset=preset,
         drain=drain,
         appjson_postdeploy=doc.appjson_postdeploy,
+        rollback_hooks=doc.rollback_hooks,
     )
 
 

@@ -120,6 +120,8 @@ def build_plan(
         build=build,
         drain=toml.drain if toml is not None and toml.drain is not None else Plan().drain,
         notes=notes,
+        rollback_hooks=toml.rollback_hooks if toml is not None and toml.rollback_hooks is not None
+        else Plan().rollback_hooks,
         buildpack=buildpack,
     )
 

@@ -30,8 +30,8 @@ from dockyard.contract.events import (
     TrafficFailed,
 )
 from dockyard.contract.phase import Phase
-from dockyard.pipeline.artifacts import replaced_artifacts
 from dockyard.pipeline.env import instance_env
+from dockyard.pipeline.rollback import pruned_artifacts
 from dockyard.pipeline.step import Steps
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.health import wait_healthy
@@ -183,14 +183,13 @@ class Scheduler:
         return self.emitter.after(event, decide.retired(olds))
 
     async def _drop_replaced(self, runtime: Runtime, event: Event[Any], live: DeploySpec) -> None:
-        """Remove the artifacts of releases this one replaced, unless the live release uses them."""
+        """Remove the artifacts of releases older than the kept ones (DOCKYARD_KEEP_RELEASES,
+        for rollback), unless a kept or the live release uses them."""
         history = await self.doors.routes.live_history(event.subject)
-        previous = [r.spec for r in history
-                    if r.deployment_id != event.deployment_id and r.release < event.release]
         # A later deploy may already be live (the drain is off the lock), maybe on an old build.
         current = await self.doors.routes.live(event.subject)
         keep = [live] + ([current.spec] if current is not None else [])
-        for artifact in replaced_artifacts(previous, keep):
+        for artifact in pruned_artifacts(history, self.settings.keep_releases, keep):
             try:
                 await runtime.remove_artifact(artifact)
             except Exception:  # a leftover artifact is disk space, not a failed deploy

@@ -121,8 +121,10 @@ async function showApp(name) {
   const operate = async (label, method, path, body) => {
     notice("");
     try {
-      await api(method, path, body);
-      notice(`${label}: asked for`);
+      const answer = await api(method, path, body);
+      const dep = answer && answer.deployment_id ? ` (deployment ${answer.deployment_id})` : "";
+      const warning = answer && answer.warning ? ` ${answer.warning}` : "";
+      notice(`${label}: asked for${dep}.${warning}`);
     } catch (exc) {
       if (exc instanceof Unauthorized) throw exc;
       notice(`${label}: ${exc.message}`);
@@ -132,6 +134,8 @@ async function showApp(name) {
     el("h1", {}, name), summary,
     el("div", { class: "actions" },
       el("button", { id: "rollback", type: "button",
+                     title: "A new release of the release before the live one (its build and "
+                            + "config); databases are not rolled back",
                      onclick: () => operate("rollback", "POST", `/apps/${name}/rollback`, {}) },
          "Roll back"),
       el("button", { id: "maintenance-on", type: "button",
