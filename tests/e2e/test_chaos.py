@@ -20,6 +20,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from dockyard.bus.embedded import start_nats
 from dockyard.bus.service import SERVICES
 from dockyard.client import DockyardClient, Followers
@@ -116,6 +118,7 @@ async def _kill_and_restart(target: str, running: Running, services: Services,
         services.start(target)
 
 
+@pytest.mark.timeout(90 * TRIALS * len(TARGETS) + 120)  # the long run lasts longer than 300 s
 async def test_killing_each_service_and_the_bus_mid_deploy_breaks_no_promise(
         tmp_path: Path) -> None:
     rng = random.Random(SEED)
