@@ -81,6 +81,9 @@ async def test_cli_maintenance_through_a_deploy_and_a_router_restart(
     status = await cli(stack, "maintenance", "status", app, "--json")
     assert status.returncode == 0, status.stderr
     assert '"enabled":true' in status.stdout.replace(" ", "")
+    said = await cli(stack, "status", app)
+    assert said.returncode == 0, said.stderr
+    assert "maintenance: on since" in said.stdout and "Back at 14:00 UTC" in said.stdout
 
     # A deploy meanwhile proceeds and becomes the live release, but is not served yet.
     second = await deploy(stack, app, make_app(tmp_path / "v2", "process", "v2"))
@@ -97,6 +100,8 @@ async def test_cli_maintenance_through_a_deploy_and_a_router_restart(
     off = await cli(stack, "maintenance", "off", app)
     assert off.returncode == 0, off.stderr
     assert "is not in maintenance" in off.stdout
+    said = await cli(stack, "status", app)
+    assert said.returncode == 0 and "maintenance" not in said.stdout, said.stdout
     await until(answering(stack, app, lambda r: r.text == "app v2\n"), "v2 served again")
 
 
