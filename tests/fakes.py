@@ -35,7 +35,7 @@ from dockyard.contract.events import EVENT_TYPES, AnyEvent, Event, InstanceRef, 
 from dockyard.contract.manifest import OperatorHooks
 from dockyard.contract.plan import Buildpack
 from dockyard.contract.sinks import Sinks, SinkStatus
-from dockyard.contract.state import DeliveryState, LiveRelease, Pending, Queue
+from dockyard.contract.state import DeliveryState, LiveRelease, Maintenance, Pending, Queue
 from dockyard.runtime.base import (
     TIMEOUT_EXIT_CODE,
     InstanceSpec,
@@ -50,6 +50,7 @@ from dockyard.settings import Settings
 from dockyard.state.config import UnknownVersion, Versioned, applied
 from dockyard.state.deliveries import Conflict
 from dockyard.state.locks import LockLost
+from dockyard.state.maintenance import turned
 from dockyard.state.placements import Placement
 from dockyard.state.sources import SourceMissing
 
@@ -194,6 +195,31 @@ class FakeRoutes:
 
     async def clear_pending(self, app: str) -> None:
         self.pending.pop(app, None)
+
+    @contextlib.asynccontextmanager
+    async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
+        async def none() -> AsyncIterator[None]:
+            return
+            yield  # pragma: no cover
+
+        yield none()
+
+
+@dataclass
+class FakeMaintenance:
+    """MaintenanceStore: one record per app."""
+
+    records: dict[str, Maintenance] = field(default_factory=dict)
+
+    async def get(self, app: str) -> Maintenance:
+        return self.records.get(app, Maintenance(app=app))
+
+    async def all_on(self) -> dict[str, Maintenance]:
+        return {app: r for app, r in self.records.items() if r.enabled}
+
+    async def turn(self, app: str, enabled: bool, message: str | None = None) -> Maintenance:
+        self.records[app] = turned(await self.get(app), enabled, message, datetime.now(UTC))
+        return self.records[app]
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:

@@ -37,7 +37,7 @@ from dockyard.contract.names import check_app as _check_app
 from dockyard.contract.names import check_deployment_id as _check_deployment_id
 from dockyard.contract.plan import Plan
 from dockyard.contract.sinks import Sink, Sinks, SinkStatus, with_sink, without_sink
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, Maintenance
 from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.merge import build_plan
@@ -47,6 +47,7 @@ from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
 from dockyard.state.hooks import HookStore
+from dockyard.state.maintenance import MaintenanceStore
 from dockyard.state.registry import open_doors
 from dockyard.state.routes import RouteReader
 from dockyard.state.sinks import SinkStore
@@ -121,6 +122,7 @@ class ClientDoors:
     manifests: ManifestReader
     routes: RouteReader
     sink_status: SinkStatusReader
+    maintenance: MaintenanceStore
 
 
 @dataclass
@@ -343,6 +345,18 @@ class DockyardClient:
         """Remove a notification sink by name."""
         check_app(app)
         return await self.doors.sinks.change(app, lambda current: without_sink(current, app, name))
+
+    async def maintenance(self, app: str) -> Maintenance:
+        """Whether the app's host answers its maintenance page."""
+        check_app(app)
+        return await self.doors.maintenance.get(app)
+
+    async def turn_maintenance(self, app: str, enabled: bool,
+                               message: str | None = None) -> Maintenance:
+        """Turn maintenance on or off (MaintenanceError for a bad message); the router follows
+        the record within moments."""
+        check_app(app)
+        return await self.doors.maintenance.turn(app, enabled, message)
 
     async def _stream(self, stream: str, subject: str, follow: bool, idle: float,
                       done: Callable[[], bool] = lambda: False) -> AsyncGenerator[Msg, None]:

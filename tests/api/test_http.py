@@ -477,7 +477,6 @@ async def test_sinks_hide_secrets_and_url_paths(api: Parts, client: httpx.AsyncC
 @pytest.mark.parametrize(("method", "path", "body", "operation"), [
     ("POST", "/apps/shop/scale", {"process": "web", "count": 2}, "scale"),
     ("POST", "/apps/shop/restart", {}, "restart"),
-    ("POST", "/apps/shop/maintenance", {"enabled": True}, "maintenance"),
     ("DELETE", "/apps/shop", None, "destroy"),
 ])
 async def test_operations_not_built_yet_answer_501_saying_so(
@@ -487,6 +486,48 @@ async def test_operations_not_built_yet_answer_501_saying_so(
     assert r.status_code == 501
     assert r.json()["error"].startswith(f"{operation} is not available yet")
     assert api.commands.sent == []
+
+
+async def test_maintenance_on_and_off_answers_the_recorded_state(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    before = await client.get("/apps/blog/maintenance")
+    assert before.status_code == 200
+    assert before.json() == {"app": "blog", "enabled": False, "since": None, "message": None}
+    on = await client.post("/apps/blog/maintenance",
+                           json={"enabled": True, "message": "back at 10"})
+    assert on.status_code == 200
+    assert (on.json()["enabled"], on.json()["message"]) == (True, "back at 10")
+    assert on.json()["since"].endswith("Z")
+    assert (await api.maintenance.all_on()).keys() == {"blog"}
+    off = await client.post("/apps/blog/maintenance", json={"enabled": False})
+    assert (off.status_code, off.json()["enabled"], off.json()["message"]) == (200, False, None)
+    assert await api.maintenance.all_on() == {}
+    assert api.commands.sent == []
+
+
+@pytest.mark.parametrize(("path", "body", "status", "error"), [
+    ("/apps/nope/maintenance", {"enabled": True}, 404, "no app"),
+    ("/apps/Bad_Name/maintenance", {"enabled": True}, 400, "app name"),
+    ("/apps/blog/maintenance", {"enabled": True, "message": "{file./etc/passwd}"}, 400,
+     "without { or }"),
+    ("/apps/blog/maintenance", {"enabled": "yes"}, 400, "enabled"),
+    ("/apps/blog/maintenance", {"on": True}, 400, "invalid request"),
+])
+async def test_maintenance_refuses_bad_requests_changing_nothing(
+        api: Parts, client: httpx.AsyncClient, path: str, body: dict[str, Any], status: int,
+        error: str) -> None:
+    r = await client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert error in r.json()["error"]
+    assert api.maintenance.records == {}
+
+
+async def test_maintenance_needs_the_token(api: Parts) -> None:
+    async with http(api) as anonymous:
+        r = await anonymous.post("/apps/blog/maintenance", json={"enabled": True})
+        assert r.status_code == 401
+        assert (await anonymous.get("/apps/blog/maintenance")).status_code == 401
+    assert api.maintenance.records == {}
 
 
 # ---------------------------------------------------------------- streams

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dockyard.cli.reading import deployment_rows, release_rows, status_style, url_line
+from dockyard.cli.reading import (
+    deployment_rows,
+    maintenance_line,
+    release_rows,
+    status_style,
+    url_line,
+)
 
 DEP = "f3ccf8d37f6f4ffc815af2a0b1c2d3e4"
 WHEN = "2026-11-22T13:13:24.600287Z"
@@ -40,3 +46,12 @@ def test_the_url_line_says_when_there_is_no_route() -> None:
 def test_status_colours() -> None:
     assert status_style("succeeded") == "green" and status_style("hook-error") == "red"
     assert status_style("cancelled") == "yellow" and status_style("odd") == "white"
+
+
+def test_status_says_when_an_app_is_in_maintenance() -> None:
+    assert maintenance_line("shop", None) is None
+    assert maintenance_line("shop", {"enabled": False, "since": WHEN}) is None
+    assert maintenance_line("shop", {"enabled": True, "since": "2025-01-01T00:00:00Z",
+                                     "message": "back at 10"}) == (
+        "maintenance: on since 2025-01-01T00:00:00Z (back at 10): the host answers 503 until "
+        "`dockyard maintenance off shop`")

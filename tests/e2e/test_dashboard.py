@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.e2e.api_support import base_url, client, deployment, stack, token
+from tests.e2e.api_support import base_url, client, deployment, stack, token, until
 from tests.e2e.apps import make_app, targz
 from tests.e2e.conftest import Running
 
@@ -165,6 +165,30 @@ async def test_a_deploy_advances_phase_by_phase_and_streams_its_log_without_a_re
         timeout=WAIT_MS)
     assert "rollback" in (await notice.text_content() or "")
     await page.screenshot(path=shot("app-history"), full_page=True)
+
+    # Maintenance from the page: the host answers its 503 page, then routes again.
+    assert await page.locator("#maintenance").text_content() == "off"
+    await page.click("#maintenance-on")
+    await page.wait_for_function(
+        "() => document.querySelector('#maintenance').textContent === 'on'", timeout=WAIT_MS)
+    assert "maintenance: on" in (await notice.text_content() or "")
+    await until(lambda: answers(stack, app, 503), "the maintenance page")
+    await page.screenshot(path=shot("app-maintenance"), full_page=True)
+    await page.click("#maintenance-off")
+    await page.wait_for_function(
+        "() => document.querySelector('#maintenance').textContent === 'off'", timeout=WAIT_MS)
+    await until(lambda: answers(stack, app, 200), "the app served again")
+
+
+async def answers(running: Running, app: str, status: int) -> bool:
+    """Whether the app's host answers `status` through the router."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            r = await http.get(f"http://127.0.0.1:{running.port}/",
+                               headers={"Host": f"{app}.localhost"})
+        except httpx.TransportError:  # a reload resets connections arriving then
+            return False
+    return r.status_code == status
 
 
 async def test_a_failed_deploy_shows_its_exit_code_and_tail(page: Page, stack: Running,

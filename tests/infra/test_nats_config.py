@@ -288,6 +288,34 @@ def test_router_routes_are_the_routers_alone(server: Server) -> None:
     asyncio.run(check())
 
 
+def test_maintenance_is_written_by_the_cli_and_the_api_alone(server: Server) -> None:
+    """The cli and the api turn maintenance on and off; the router only reads it."""
+
+    async def check() -> None:
+        await provision_as_operator(server)
+        for user, allowed in (("cli", True), ("api", True), ("router", False),
+                              ("scheduler", False), ("builder", False)):
+            conn = await connect(server, user)
+            try:
+                try:
+                    kv = await conn.nc.jetstream().key_value(subjects.KV_MAINTENANCE)
+                    await kv.put("shop", b"x")
+                    ok = True
+                except nats.errors.TimeoutError:
+                    ok = False
+                assert ok is allowed, (user, conn.errors)
+            finally:
+                await conn.close()
+        conn = await connect(server, "router")
+        try:  # the router reads it (and watches it)
+            kv = await conn.nc.jetstream().key_value(subjects.KV_MAINTENANCE)
+            assert (await kv.get("shop")).value == b"x"
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
+
+
 def test_a_reader_reads_events_but_not_the_services_consumers(server: Server) -> None:
     """External subscribers follow events (ordered consumer on the mirror); they cannot take
     over a durable nor delete a stream."""

@@ -145,7 +145,10 @@ async def _first_deploy(router: RunningService, settings: Settings, upstreams: F
     await publish(broker, deploy_queued(app, d1))
 
     async def pending() -> bool:
-        answer = await get(port, host)
+        try:
+            answer = await get(port, host)
+        except httpx.TransportError:  # the load resets connections arriving at that moment
+            return False
         return answer.status_code == 503 and answer.headers.get("Retry-After") == "5"
 
     await wait_for(pending)

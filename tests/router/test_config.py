@@ -67,6 +67,20 @@ def test_live_app_without_web_answers_503_without_retry_after() -> None:
     assert "Retry-After" not in handler["headers"]
 
 
+def test_an_app_in_maintenance_answers_503_with_its_page_whatever_its_route() -> None:
+    for route in (AppRoute(app="shop", upstreams=("127.0.0.1:5001",), maintenance=True,
+                           message="back at 10:00 UTC"),
+                  AppRoute(app="shop", pending=True, maintenance=True,
+                           message="back at 10:00 UTC")):
+        (handler,) = build_config({"shop": route}, domain="example.test", listen=":80",
+                                  admin_listen="127.0.0.1:2999", routes_dir="/r"
+                                  )["apps"]["http"]["servers"]["dockyard"]["routes"][0]["handle"]
+        assert handler == {
+            "handler": "static_response", "status_code": 503,
+            "body": "app is down for maintenance, retry later\nback at 10:00 UTC\n",
+            "headers": {"Retry-After": ["60"], "Content-Type": ["text/plain; charset=utf-8"]}}
+
+
 def test_other_hosts_answer_404() -> None:
     (handler,) = server()["routes"][-1]["handle"]
     assert (handler["handler"], handler["status_code"], handler["body"]) == (

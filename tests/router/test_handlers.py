@@ -39,11 +39,12 @@ from dockyard.router.caddy import CaddyAdmin, CaddyProcess, start_caddy
 from dockyard.router.handlers import Router
 from dockyard.router.verify import POSTDEPLOY_STEP
 from dockyard.settings import Settings
+from dockyard.state.maintenance import open_maintenance_store
 from dockyard.state.placements import Placement, PlacementWriter, open_placement_writer
 from dockyard.state.steps import StepRecords, open_steps
 from tests.conftest import TEST, Bus
 from tests.events import make
-from tests.fakes import FakePlacements, FakeRoutes, FakeSteps
+from tests.fakes import FakeMaintenance, FakePlacements, FakeRoutes, FakeSteps
 
 from .conftest import (
     FakeAdmin,
@@ -75,12 +76,13 @@ class Rig:
     routes: FakeRoutes = field(default_factory=FakeRoutes)
     verdicts: FakeSteps = field(default_factory=FakeSteps)  # the hook-runner's step records
     placements: FakePlacements = field(default_factory=FakePlacements)
+    maintenance: FakeMaintenance = field(default_factory=FakeMaintenance)
     emitter: RecordingEmitter = field(default_factory=RecordingEmitter)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         doors = RouterDoors(routes=self.routes, verdicts=self.verdicts,
-                            placements=self.placements)
+                            placements=self.placements, maintenance=self.maintenance)
         self.router = Router(admin=self.admin, doors=doors, emitter=self.emitter,
                              settings=Settings(data_dir=self.data_dir), log=LOG)
 
@@ -555,3 +557,57 @@ async def test_files_are_put_back_when_caddy_does_not_answer(
     await switch(router, await gate.open(hook_succeeded(app, deployment(), 2,
                                                         [second.instance(2)])))
     assert (await get(http_port, f"{app}.localhost")).text == "first"
+
+
+async def test_maintenance_answers_its_page_until_turned_off_and_survives_a_rebuild(
+        caddy: CaddyProcess, doors: RouterDoors, bus: Bus, gate: Gate, broker: NatsBroker,
+        http_port: int, upstreams: Factory) -> None:
+    """On: 503 with Retry-After and the page, the instances untouched; a deploy meanwhile is
+    recorded live but not served; a rebuild (a restarted router) keeps the page; off: routed."""
+    app = app_name("shop")
+    host = f"{app}.localhost"
+    store = await open_maintenance_store(bus.js, "cli")
+    router = make_router(caddy.admin, doors, broker, http_port)
+    await router.rebuild()
+    up = await upstreams("v1")
+    await switch(router, await gate.open(hook_succeeded(app, deployment(), 1, [up.instance(1)])))
+    assert (await get(http_port, host)).text == "v1"
+    follower = asyncio.ensure_future(router.follow_maintenance())
+    try:
+        await store.turn(app, True, "back soon")
+
+        async def page() -> bool:
+            try:
+                r = await get(http_port, host)
+            except httpx.TransportError:  # a reload resets connections arriving then
+                return False
+            return r.status_code == 503
+
+        await wait_for(page)
+        answer = await get(http_port, host)
+        assert answer.headers["Retry-After"] == "60"
+        assert answer.text == "app is down for maintenance, retry later\nback soon\n"
+
+        up2 = await upstreams("v2")
+        await switch(router, await gate.open(hook_succeeded(app, deployment(), 2,
+                                                            [up2.instance(2)])))
+        live = await doors.routes.live(app)
+        assert live is not None and live.release == 2
+        assert (await get(http_port, host)).status_code == 503
+
+        restarted = make_router(caddy.admin, doors, broker, http_port)
+        await restarted.rebuild()
+        assert (await get(http_port, host)).status_code == 503
+
+        await store.turn(app, False)
+
+        async def routed() -> bool:
+            try:
+                return (await get(http_port, host)).text == "v2"
+            except httpx.TransportError:
+                return False
+
+        await wait_for(routed)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)

@@ -14,7 +14,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
     event_id,
 )
-from dockyard.contract.state import LiveRelease, Pending
+from dockyard.contract.state import LiveRelease, Maintenance, Pending
 from dockyard.router.app import SERVICE
 from dockyard.router.routes import (
     AppRoute,
@@ -96,6 +96,44 @@ def test_without_pending_keeps_live_apps() -> None:
              "blog": AppRoute(app="blog", pending=True)}
     assert without_pending(table, "blog") == {"shop": table["shop"]}
     assert without_pending(table, "shop") == table
+
+
+def on(app: str, message: str | None = None) -> Maintenance:
+    return Maintenance(app=app, enabled=True, since=datetime(2024, 1, 1, tzinfo=UTC),
+                       message=message)
+
+
+def test_table_from_state_marks_apps_in_maintenance_whatever_their_route() -> None:
+    table = table_from_state([live("shop", "d1", 1, WEB)],
+                             [Pending(app="blog", deployment_id="d3")],
+                             [on("shop", "back at 10:00"), on("blog"), on("idle"),
+                              Maintenance(app="cron", enabled=False), on("../x")])
+    assert table == {
+        # The upstreams stay known: turning maintenance off routes to them again.
+        "shop": AppRoute(app="shop", upstreams=("127.0.0.1:5001",), maintenance=True,
+                         message="back at 10:00"),
+        "blog": AppRoute(app="blog", pending=True, maintenance=True),
+        "idle": AppRoute(app="idle", maintenance=True),
+    }
+
+
+def test_a_recorded_message_the_writers_should_have_refused_is_not_shown() -> None:
+    table = table_from_state([], [], [on("shop", "{file./etc/passwd}")])
+    assert table["shop"] == AppRoute(app="shop", maintenance=True)
+
+
+def test_a_switch_during_maintenance_keeps_the_maintenance_page() -> None:
+    table = {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:1",), maintenance=True,
+                              message="m")}
+    assert with_live(table, live("shop", "d2", 2, WEB2))["shop"] == AppRoute(
+        app="shop", upstreams=("10.0.0.2:5000",), maintenance=True, message="m")
+
+
+def test_pending_markers_come_and_go_under_maintenance() -> None:
+    table = {"blog": AppRoute(app="blog", maintenance=True)}
+    marked = with_pending(table, "blog")
+    assert marked["blog"] == AppRoute(app="blog", pending=True, maintenance=True)
+    assert without_pending(marked, "blog") == table
 
 
 def verified(deployment_id: str, release: int, *instances: InstanceRef) -> Verified:

@@ -21,6 +21,7 @@ from dockyard.state import (
     deliveries,
     hooks,
     locks,
+    maintenance,
     placements,
     queue,
     releases,
@@ -45,24 +46,29 @@ def test_each_services_door_set_is_its_declared_doors() -> None:
     assert doors_of(HookRunnerDoors) == shared
     assert doors_of(SchedulerDoors) == [*shared, ("placements", placements.WRITER)]
     assert doors_of(RouterDoors) == [("routes", routes.WRITER), ("verdicts", steps.VERDICTS),
-                                     ("placements", placements.READER)]
+                                     ("placements", placements.READER),
+                                     ("maintenance", maintenance.READER)]
     assert doors_of(NotifierDoors) == [("sinks", sinks.READER), ("deliveries", deliveries.DOOR)]
     assert doors_of(ApiDoors) == [
         ("config", config.STORE), ("hooks", hooks.STORE), ("sinks", sinks.STORE),
         ("sink_status", deliveries.STATUS_READER), ("sources", sources.UPLOADS),
-        ("manifests", builds.READER), ("routes", routes.READER)]
+        ("manifests", builds.READER), ("routes", routes.READER),
+        ("maintenance", maintenance.STORE)]
 
 
 def test_grants_follow_from_the_doors() -> None:
     assert grants_of(RouterDoors) == [Grant("kv", subjects.KV_ROUTES, "write"),
                                       Grant("kv", subjects.KV_STEPS, "read", keys="hook-runner"),
-                                      Grant("kv", subjects.KV_PLACEMENTS, "read")]
+                                      Grant("kv", subjects.KV_PLACEMENTS, "read"),
+                                      Grant("kv", subjects.KV_MAINTENANCE, "read")]
     assert grants_of(NotifierDoors) == [Grant("kv", subjects.KV_SINKS, "read"),
                                         Grant("kv", subjects.KV_DELIVERIES, "write")]
-    # The api writes only what its HTTP operations change: config, hooks, sinks, uploads.
+    # The api writes only what its HTTP operations change: config, hooks, sinks, uploads,
+    # maintenance.
     assert {g for g in grants_of(ApiDoors) if g.access == "write"} == {
         Grant("kv", subjects.KV_CONFIG, "write"), Grant("kv", subjects.KV_HOOKS, "write"),
-        Grant("kv", subjects.KV_SINKS, "write"), Grant("obj", subjects.OBJ_SOURCES, "write")}
+        Grant("kv", subjects.KV_SINKS, "write"), Grant("obj", subjects.OBJ_SOURCES, "write"),
+        Grant("kv", subjects.KV_MAINTENANCE, "write")}
     builder = grants_of(BuilderDoors)
     # Step records are granted under the service's own key prefix only.
     assert Grant("kv", subjects.KV_STEPS, "write", keys="{service}") in builder

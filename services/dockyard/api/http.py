@@ -55,6 +55,7 @@ from dockyard.api.models import (
     HookPlan,
     Liveness,
     MaintenanceRequest,
+    MaintenanceView,
     OperationAccepted,
     OperatorHooksView,
     ReleaseRow,
@@ -415,13 +416,22 @@ async def rollback(app: AppName, data: JSONBody[RollbackRequest], api: Api) -> O
     return await api.operations.rollback(check_app(app), data)
 
 
-@post("/apps/{app:str}/maintenance", tags=["operations"], status_code=202, responses=NOT_YET,
-      summary="Maintenance mode on or off")
-async def maintenance(app: AppName, data: JSONBody[MaintenanceRequest]) -> OperationAccepted:
-    """Answer the app's host with a maintenance page, or route it again."""
-    check_app(app)
-    del data
-    raise NotBuiltYet("maintenance")
+@get("/apps/{app:str}/maintenance", tags=["operations"], responses=READ,
+     summary="Maintenance mode")
+async def maintenance_show(app: AppName, api: Api) -> MaintenanceView:
+    """Whether the app's host answers its maintenance page, since when, with which message."""
+    return await api.operations.maintenance(check_app(app))
+
+
+@post("/apps/{app:str}/maintenance", tags=["operations"], status_code=200,
+      responses=errors(403, 404, 409), summary="Maintenance mode on or off")
+async def maintenance(app: AppName, data: JSONBody[MaintenanceRequest],
+                      api: Api) -> MaintenanceView:
+    """On: the app's host answers 503 with Retry-After and a maintenance page (with `message`,
+    if given) while its instances keep running; deploys still proceed and are served once it
+    is off. Off: the host routes to the live release again. Answers the recorded state; the
+    router follows it within moments."""
+    return await api.operations.turn_maintenance(check_app(app), data)
 
 
 @delete("/apps/{app:str}", tags=["operations"], status_code=202, responses=NOT_YET,
@@ -436,7 +446,7 @@ ROUTES = [healthz, dashboard, login, logout, openapi, list_apps, one_app, app_de
           app_releases, one_deployment, deployment_events, list_events, deployment_logs,
           app_event_stream, deploy, cancel, config_show, config_change, hooks_show, hooks_add,
           hooks_remove, sinks_show, sinks_add, sinks_remove, scale, restart, rollback,
-          maintenance, destroy]
+          maintenance_show, maintenance, destroy]
 
 
 def openapi_config() -> OpenAPIConfig:

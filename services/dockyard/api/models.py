@@ -290,10 +290,22 @@ class RollbackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class MaintenanceRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Answer the app's host with a maintenance page (on) or route it again (off)."""
+    """Answer the app's host with a maintenance page (on) or route it again (off); `message`:
+    one line (at most 200 characters, no braces) shown on the page."""
 
     enabled: bool
     message: str | None = None
+
+
+class MaintenanceView(msgspec.Struct, kw_only=True):
+    """Whether the app's host answers its maintenance page (503 with Retry-After) instead of
+    its live release; its instances keep running either way."""
+
+    app: str
+    enabled: bool
+    # When it was last turned on or off (ISO 8601); null when it never was.
+    since: str | None
+    message: str | None
 
 
 class OperationAccepted(msgspec.Struct, kw_only=True):

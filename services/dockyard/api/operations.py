@@ -20,6 +20,8 @@ from dockyard.api.models import (
     ConfigView,
     HookAdd,
     HookPlan,
+    MaintenanceRequest,
+    MaintenanceView,
     OperationAccepted,
     OperatorHooksView,
     OperatorHookView,
@@ -34,6 +36,7 @@ from dockyard.contract.events import CancelRequested, DeployRequested, new_id
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
+from dockyard.contract.state import Maintenance
 from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
@@ -43,6 +46,7 @@ from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
 from dockyard.state.hooks import HookStore
+from dockyard.state.maintenance import MaintenanceError, MaintenanceStore
 from dockyard.state.routes import RouteReader
 from dockyard.state.sinks import SinkStore
 from dockyard.state.sources import SourceUploads
@@ -62,6 +66,7 @@ class ApiDoors:
     sources: SourceUploads
     manifests: ManifestReader
     routes: RouteReader
+    maintenance: MaintenanceStore
 
 
 def links(app: str, deployment_id: str) -> dict[str, str]:
@@ -74,6 +79,13 @@ def links(app: str, deployment_id: str) -> dict[str, str]:
 def config_view(app: str, config: Versioned) -> ConfigView:
     """Names and version only: values never leave the bus."""
     return ConfigView(app=app, version=config.version, names=sorted(config.values))
+
+
+def maintenance_view(record: Maintenance) -> MaintenanceView:
+    """An app's maintenance record as answered."""
+    since = None if record.since is None else record.since.isoformat().replace("+00:00", "Z")
+    return MaintenanceView(app=record.app, enabled=record.enabled, since=since,
+                           message=record.message)
 
 
 def sink_view(sink: Sink, status: SinkStatus) -> SinkView:
@@ -279,3 +291,25 @@ class Operations:
         await self.doors.sinks.change(app, lambda current: without_sink(current, app, name))
         return await self.sinks(app)
 
+
+    # ------------------------------------------------------------ maintenance
+
+    async def known_app(self, app: str) -> None:
+        """NotFound (404) unless the store knows the app (it has had a deployment)."""
+        await asyncio.to_thread(views.app, self.store, app)
+
+    async def maintenance(self, app: str) -> MaintenanceView:
+        """Whether the app's host answers its maintenance page."""
+        check_app(app)
+        await self.known_app(app)
+        return maintenance_view(await self.doors.maintenance.get(app))
+
+    async def turn_maintenance(self, app: str, body: MaintenanceRequest) -> MaintenanceView:
+        """Turn maintenance on or off; the router follows the record within moments."""
+        check_app(app)
+        await self.known_app(app)
+        try:
+            record = await self.doors.maintenance.turn(app, body.enabled, body.message)
+        except MaintenanceError as exc:
+            raise BadRequest(str(exc)) from None
+        return maintenance_view(record)

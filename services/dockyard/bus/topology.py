@@ -68,6 +68,9 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         # Where each release's instances run, as the scheduler started them: the router routes
         # only to these.
         kv(subjects.KV_PLACEMENTS, ttl=30 * DAY),
+        # Which apps' hosts answer a maintenance page (written by the cli and the api, followed
+        # by the router).
+        kv(subjects.KV_MAINTENANCE),
     )
 
 

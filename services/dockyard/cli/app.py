@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli import config, deploying, hooks, notify, reading, running
+from dockyard.cli import config, deploying, hooks, maintenance, notify, reading, running
 from dockyard.cli.bus import bus_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -43,4 +43,5 @@ for module in (running, deploying, reading):
 app.add_typer(config.config_app, name="config", rich_help_panel="Configuring")
 app.add_typer(hooks.hooks_app, name="hooks", rich_help_panel="Configuring")
 app.add_typer(notify.notify_app, name="notify", rich_help_panel="Configuring")
+app.add_typer(maintenance.maintenance_app, name="maintenance", rich_help_panel="Configuring")
 app.add_typer(bus_app, name="bus", rich_help_panel="Running Dockyard")

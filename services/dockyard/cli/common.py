@@ -44,6 +44,7 @@ _EXPECTED = {
     "dockyard.pipeline.rollback": ("RollbackError",),
     "dockyard.plan.errors": ("PlanError",),
     "dockyard.contract.sinks": ("SinkError",),
+    "dockyard.state.maintenance": ("MaintenanceError",),
     "dockyard.bus.service": ("UnknownServiceError",),
     "dockyard.bus.auth": ("BusAuthError",),
     "dockyard.bus.embedded": ("NatsServerError",),

@@ -59,6 +59,27 @@ def url_line(info: dict[str, Any] | None, url: str) -> str:
     return f"url: {url}"
 
 
+def maintenance_line(app: str, maintenance: dict[str, Any] | None) -> str | None:
+    """What `status` says of an app in maintenance (None when it is not)."""
+    if not maintenance or not maintenance.get("enabled"):
+        return None
+    since = f" since {maintenance['since']}" if maintenance.get("since") else ""
+    message = f" ({maintenance['message']})" if maintenance.get("message") else ""
+    return (f"maintenance: on{since}{message}: the host answers 503 until "
+            f"`dockyard maintenance off {app}`")
+
+
+def _maintenance(settings: Settings, app: str) -> dict[str, Any] | None:
+    """The app's maintenance record from the api (None if it cannot say)."""
+    from dockyard.api_client import ApiError, api_get
+
+    try:
+        found = api_get(settings, f"/apps/{app}/maintenance")
+    except ApiError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def deployment_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
     """Deployments as table rows: whole id, release, status, whole reason, whole date."""
     return [[d.get("id"), f"v{d['release']}" if d.get("release") else "-", d.get("status"),
@@ -122,9 +143,10 @@ def status(app_name: AppArg, as_json: AsJson = False, data_dir: DataDir = None) 
     app = checked_app(app_name)
     info = _get(settings, f"/apps/{app}", app)
     url = settings.app_url(app)
+    maintenance = _maintenance(settings, app) if info else None
     if as_json:
         out.json({**(info or {"name": app, "live_release": None, "deployment": None}),
-                  "url": url})
+                  "url": url, "maintenance": bool(maintenance and maintenance.get("enabled"))})
         return
     live = (info or {}).get("live_release")
     out.line(f"{app}: live release {('v' + str(live)) if live else 'none'}", style="bold")
@@ -136,6 +158,8 @@ def status(app_name: AppArg, as_json: AsJson = False, data_dir: DataDir = None) 
     else:
         out.line("no deployments yet")
     out.line(url_line(info, url))
+    if (line := maintenance_line(app, maintenance)) is not None:
+        out.line(line, style="yellow")
 
 
 @commands.command(rich_help_panel=PANEL, epilog="Example:\n\n  dockyard deployments shop")

@@ -28,6 +28,16 @@ class Pending(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
 
 
+class Maintenance(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether an app's host answers a maintenance page (503) instead of its live release."""
+
+    app: str
+    enabled: bool = False
+    # When it was last turned on or off; None for an app never put in maintenance.
+    since: datetime | None = None
+    message: str | None = None
+
+
 class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One deployment waiting for the app's lock."""
 

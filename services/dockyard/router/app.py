@@ -15,6 +15,7 @@ from dockyard.contract.events import (
 )
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, CaddyUnreachable, ensure_caddy
 from dockyard.router.handlers import Router
+from dockyard.state.maintenance import MaintenanceReader
 from dockyard.state.placements import PlacementReader
 from dockyard.state.routes import RouteWriter
 from dockyard.state.steps import Verdicts
@@ -22,11 +23,13 @@ from dockyard.state.steps import Verdicts
 
 @dataclass(frozen=True)
 class RouterDoors:
-    """The state the router uses: its routes, and the records a switch is checked against."""
+    """The state the router uses: its routes, the records a switch is checked against, and which
+    apps are in maintenance."""
 
     routes: RouteWriter
     verdicts: Verdicts
     placements: PlacementReader
+    maintenance: MaintenanceReader
 
 
 async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:
@@ -54,6 +57,7 @@ async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:
         ctx.log.warning("caddy unreachable, will retry", admin=admin.url, error=str(exc))
         ctx.spawn(router.rebuild_until_loaded())
     ctx.spawn(router.follow_state())
+    ctx.spawn(router.follow_maintenance())
     return router
 
 

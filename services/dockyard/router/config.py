@@ -13,6 +13,9 @@ RETRY_AFTER = "5"
 PENDING_BODY = "app is being deployed, retry shortly\n"
 NO_WEB_BODY = "app has no web process\n"
 NOT_FOUND_BODY = "no app at this host\n"
+# An app in maintenance: clients are told to come back in a minute.
+MAINTENANCE_RETRY_AFTER = "60"
+MAINTENANCE_BODY = "app is down for maintenance, retry later\n"
 
 
 def host_of(app: str, domain: str) -> str:
@@ -37,8 +40,18 @@ def dial_placeholder(routes_dir: str, app: str, index: int) -> str:
     return "{file." + f"{routes_dir}/{app}/current/{index}" + "}"
 
 
+def maintenance_body(message: str | None) -> str:
+    """The maintenance page: the fixed line, then the operator's message if any (checked to hold
+    no Caddy placeholder when it was recorded: state/maintenance.py check_message)."""
+    return MAINTENANCE_BODY + (f"{message}\n" if message else "")
+
+
 def app_handler(route: AppRoute, routes_dir: str | None = None) -> dict[str, Any]:
     """The handler of one app's host (upstreams read from files when routes_dir is given)."""
+    if route.maintenance:
+        return _static(503, maintenance_body(route.message),
+                       {"Retry-After": [MAINTENANCE_RETRY_AFTER],
+                        "Content-Type": ["text/plain; charset=utf-8"]})
     if route.pending:
         return _static(503, PENDING_BODY, {"Retry-After": [RETRY_AFTER],
                                            "Content-Type": ["text/plain; charset=utf-8"]})

@@ -4,6 +4,8 @@ events out; decisions in routes.py and verify.py."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from faststream import Context
@@ -63,6 +65,7 @@ class Router:
         self.routes = doors.routes
         self.verdicts = doors.verdicts
         self.placements = doors.placements
+        self.maintenance = doors.maintenance
         self.emitter = emitter
         self.domain = settings.domain
         self.listen = join_host_port(settings.http_host, settings.http_port)
@@ -123,11 +126,12 @@ class Router:
         """Load the whole config the KV state describes (at start); an adopted Caddy that
         already serves exactly it is left alone (a reload resets connections arriving then)."""
         async with self.lock:
-            live, pending = await self._state()
-            table = table_from_state(live.values(), pending.values())
+            live, pending, maintenance = await self._state()
+            table = table_from_state(live.values(), pending.values(), maintenance.values())
             self.loaded = await self.admin.config()
             await self._load(table, force=False)
-            self.log.info("routes rebuilt", live=sorted(live), pending=sorted(pending))
+            self.log.info("routes rebuilt", live=sorted(live), pending=sorted(pending),
+                          maintenance=sorted(maintenance))
             if ignored := sorted(a for a in {*live, *pending} if not valid_app(a)):
                 self.log.warning("route records under invalid app names ignored", apps=ignored)
 
@@ -135,8 +139,9 @@ class Router:
         """Reload only if the KV state (changed by any router instance)
         differs from what we loaded."""
         async with self.lock:
-            live, pending = await self._state()
-            await self._load(table_from_state(live.values(), pending.values()), force=False)
+            live, pending, maintenance = await self._state()
+            await self._load(table_from_state(live.values(), pending.values(),
+                                              maintenance.values()), force=False)
 
     async def on_hook_succeeded(self, event: HookSucceeded, subject: NatsSubject) -> None:
         """The gate opened: once the records vouch for it, switch the app's host to the
@@ -147,7 +152,7 @@ class Router:
         except Unverified as exc:
             _refuse(log, exc)
         async with self.lock:
-            live, pending = await self._state()
+            live, pending, maintenance = await self._state()
             verdict = await self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP)
             placement = await self.placements.get(event.app, event.release)
             try:
@@ -165,7 +170,8 @@ class Router:
                 log.info("switch already made, announced again")
                 return
             log.info("switching", previous_release=decision.previous_release)
-            table = with_live(table_from_state(live.values(), pending.values()), decision.live)
+            table = with_live(table_from_state(live.values(), pending.values(),
+                                               maintenance.values()), decision.live)
             try:
                 await self._load(table, force=False)
             except CaddyError as exc:
@@ -177,10 +183,11 @@ class Router:
                 await self.routes.clear_pending(event.app)
             await self._announce(event, switched(decision.live, decision.previous_release))
             log.info("switched", previous_release=decision.previous_release)
-            await self._tell(event, decision.live.instances, decision.previous_release)
+            await self._tell(event, decision.live.instances, decision.previous_release,
+                             in_maintenance=event.app in maintenance)
 
     async def _tell(self, event: HookSucceeded, instances: list[InstanceRef],
-                    previous: int | None) -> None:
+                    previous: int | None, *, in_maintenance: bool = False) -> None:
         """Say in the deploy log where the app's traffic goes now."""
         if self.nc is None:
             return
@@ -190,6 +197,9 @@ class Router:
         before = f" (was v{previous})" if previous else " (first release)"
         await deploy_log.system(f"{host_of(event.app, self.domain)} now routes to "
                                 f"v{event.release}{before}: {upstreams}")
+        if in_maintenance:
+            await deploy_log.system(f"{event.app} is in maintenance: its host answers 503 until "
+                                    f"`dockyard maintenance off {event.app}`")
         await deploy_log.flush()
 
     async def on_deploy_queued(self, event: DeployQueued, subject: NatsSubject) -> None:
@@ -200,11 +210,12 @@ class Router:
         except Unverified as exc:
             _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
         async with self.lock:
-            live, pending = await self._state()
+            live, pending, maintenance = await self._state()
             marker = decide_queued(event, live.get(event.app), pending.get(event.app))
             if marker is None:
                 return
-            table = with_pending(table_from_state(live.values(), pending.values()), event.app)
+            table = with_pending(table_from_state(live.values(), pending.values(),
+                                                  maintenance.values()), event.app)
             await self._load(table)  # a CaddyError propagates: the message is retried
             await self.routes.set_pending(marker)
             self.log.info("pending", app=event.app, deployment_id=event.deployment_id)
@@ -216,18 +227,26 @@ class Router:
         except Unverified as exc:
             _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
         async with self.lock:
-            live, pending = await self._state()
+            live, pending, maintenance = await self._state()
             if not decide_failed(event, live.get(event.app), pending.get(event.app)):
                 return
-            table = without_pending(table_from_state(live.values(), pending.values()), event.app)
+            table = without_pending(table_from_state(live.values(), pending.values(),
+                                                     maintenance.values()), event.app)
             await self._load(table)
             await self.routes.clear_pending(event.app)
             self.log.info("pending cleared", app=event.app, deployment_id=event.deployment_id)
 
     async def follow_state(self) -> None:
         """Reload whenever another router instance changed the recorded routes."""
+        await self._follow(self.routes.changes())
+
+    async def follow_maintenance(self) -> None:
+        """Reload whenever an app's maintenance was turned on or off (by the cli or the api)."""
+        await self._follow(self.maintenance.changes())
+
+    async def _follow(self, watch: AbstractAsyncContextManager[AsyncIterator[None]]) -> None:
         me = asyncio.current_task()
-        async with self.routes.changes() as changes:
+        async with watch as changes:
             async for _ in changes:
                 try:
                     await self.resync()
@@ -237,8 +256,9 @@ class Router:
                     # nats-py swallows a cancel that lands in its flush: honour it here.
                     raise asyncio.CancelledError
 
-    async def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return await self.routes.all_live(), await self.routes.all_pending()
+    async def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        return (await self.routes.all_live(), await self.routes.all_pending(),
+                await self.maintenance.all_on())
 
     async def _announce(self, event: HookSucceeded, fact: Fact[Any]) -> Event[Any]:
         return await self.emitter.emit(self.emitter.after(event, fact))

@@ -18,7 +18,8 @@ from dockyard.contract.events import (
     TrafficSwitched,
 )
 from dockyard.contract.names import InvalidAppName, check_app
-from dockyard.contract.state import LiveRelease, Pending
+from dockyard.contract.state import LiveRelease, Maintenance, Pending
+from dockyard.state.maintenance import MaintenanceError, check_message
 
 if TYPE_CHECKING:
     from dockyard.router.verify import Verified
@@ -27,11 +28,15 @@ WEB = "web"
 
 
 class AppRoute(msgspec.Struct, frozen=True, kw_only=True):
-    """How one app's host answers: proxied to upstreams, or 503 while its first deploy runs."""
+    """How one app's host answers: proxied to upstreams, or 503 while its first deploy runs,
+    or 503 with a maintenance page (whatever its upstreams) while it is in maintenance."""
 
     app: str
     upstreams: tuple[str, ...] = ()
     pending: bool = False
+    maintenance: bool = False
+    # The operator's line on the maintenance page, if any.
+    message: str | None = None
 
 
 RouteTable = Mapping[str, AppRoute]
@@ -71,9 +76,19 @@ def valid_app(name: str) -> bool:
     return True
 
 
-def table_from_state(live: Iterable[LiveRelease],
-                     pending: Iterable[Pending]) -> dict[str, AppRoute]:
-    """The route table the KV records describe; a live release wins over a pending marker.
+def shown_message(message: str | None) -> str | None:
+    """A recorded maintenance message as the page shows it; one the writers should have refused
+    (a Caddy placeholder, a control character) is left out."""
+    try:
+        return check_message(message)
+    except MaintenanceError:
+        return None
+
+
+def table_from_state(live: Iterable[LiveRelease], pending: Iterable[Pending],
+                     maintenance: Iterable[Maintenance] = ()) -> dict[str, AppRoute]:
+    """The route table the KV records describe; a live release wins over a pending marker, and
+    maintenance over both (an app in maintenance answers its page, with or without a release).
 
     Records under an invalid app name are left out: they name no host and no file.
     """
@@ -81,25 +96,46 @@ def table_from_state(live: Iterable[LiveRelease],
     for record in live:
         if valid_app(record.app):
             table[record.app] = AppRoute(app=record.app, upstreams=upstreams(record.instances))
+    for flag in maintenance:
+        if flag.enabled and valid_app(flag.app):
+            current = table.get(flag.app, AppRoute(app=flag.app))
+            table[flag.app] = msgspec.structs.replace(current, maintenance=True,
+                                                      message=shown_message(flag.message))
     return table
 
 
 def with_live(table: RouteTable, live: LiveRelease) -> dict[str, AppRoute]:
-    """The table with one app routed to the instances of its live release."""
-    return {**table, live.app: AppRoute(app=live.app, upstreams=upstreams(live.instances))}
+    """The table with one app routed to the instances of its live release (still answering its
+    maintenance page if it is in maintenance)."""
+    current = table.get(live.app)
+    route = AppRoute(app=live.app, upstreams=upstreams(live.instances))
+    if current is not None and current.maintenance:
+        route = msgspec.structs.replace(route, maintenance=True, message=current.message)
+    return {**table, live.app: route}
 
 
 def with_pending(table: RouteTable, app: str) -> dict[str, AppRoute]:
     """The table with one app answering 503 (unless it already routes to a release)."""
     current = table.get(app)
+    if current is not None and current.maintenance:
+        # Its maintenance page stays; the marker is kept for when maintenance ends.
+        return {**table, app: msgspec.structs.replace(current, pending=True)}
     if current is not None and not current.pending:
         return dict(table)
     return {**table, app: AppRoute(app=app, pending=True)}
 
 
 def without_pending(table: RouteTable, app: str) -> dict[str, AppRoute]:
-    """The table without an app's pending marker (its host answers 404 again)."""
-    return {name: route for name, route in table.items() if not (name == app and route.pending)}
+    """The table without an app's pending marker (its host answers 404 again, or its
+    maintenance page)."""
+    found: dict[str, AppRoute] = {}
+    for name, route in table.items():
+        if name == app and route.pending:
+            if route.maintenance:
+                found[name] = msgspec.structs.replace(route, pending=False)
+            continue
+        found[name] = route
+    return found
 
 
 def decide_switch(verified: Verified, current: LiveRelease | None) -> Switch | Republish | Ignore:

@@ -15,6 +15,7 @@ from dockyard.state import (
     deliveries,
     hooks,
     locks,
+    maintenance,
     placements,
     queue,
     releases,
@@ -30,7 +31,7 @@ DOORS: tuple[Door[Any], ...] = (
     config.READER, routes.WRITER, routes.READER, queue.DOOR, releases.DOOR, hooks.STORE,
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
-    placements.READER,
+    placements.READER, maintenance.STORE, maintenance.READER,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 

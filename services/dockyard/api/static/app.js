@@ -118,13 +118,11 @@ async function showApp(name) {
   setCrumbs(el("a", { href: `#/apps/${name}` }, name));
   const history = el("tbody", { id: "history" });
   const summary = el("div", { id: "summary" });
-  const operate = async (label, method, path, body) => {
+  const operate = async (label, method, path, body, said = () => "asked for") => {
     notice("");
     try {
-      const answer = await api(method, path, body);
-      const dep = answer && answer.deployment_id ? ` (deployment ${answer.deployment_id})` : "";
-      const warning = answer && answer.warning ? ` ${answer.warning}` : "";
-      notice(`${label}: asked for${dep}.${warning}`);
+      notice(`${label}: ${said(await api(method, path, body))}`);
+      await render();
     } catch (exc) {
       if (exc instanceof Unauthorized) throw exc;
       notice(`${label}: ${exc.message}`);
@@ -140,22 +138,26 @@ async function showApp(name) {
          "Roll back"),
       el("button", { id: "maintenance-on", type: "button",
                      onclick: () => operate("maintenance", "POST", `/apps/${name}/maintenance`,
-                                            { enabled: true }) }, "Maintenance on"),
+                                            { enabled: true }, turned) }, "Maintenance on"),
       el("button", { id: "maintenance-off", type: "button",
                      onclick: () => operate("maintenance", "POST", `/apps/${name}/maintenance`,
-                                            { enabled: false }) }, "Maintenance off")),
+                                            { enabled: false }, turned) }, "Maintenance off")),
     el("p", { id: "notice", role: "status" }),
     el("h2", {}, "Deployments"),
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "deployment"),
                                        el("th", {}, "release"), el("th", {}, "status"),
                                        el("th", {}, "reason"), el("th", {}, "created"))),
        history));
+  const turned = (m) => (m.enabled ? "on: the host answers 503 with a maintenance page"
+                                    : "off: the host routes to the live release");
   const render = async () => {
-    const [app, deployments] = await Promise.all([
-      api("GET", `/apps/${name}`), api("GET", `/apps/${name}/deployments?limit=50`)]);
+    const [app, deployments, maintenance] = await Promise.all([
+      api("GET", `/apps/${name}`), api("GET", `/apps/${name}/deployments?limit=50`),
+      api("GET", `/apps/${name}/maintenance`)]);
     summary.replaceChildren(el("p", {},
       "live release ", el("strong", { id: "live" }, app.live_release ? `v${app.live_release}` : "none"),
-      " · health ", badge(app.health), ` · ${app.instances.length} instance(s) running`));
+      " · health ", badge(app.health), ` · ${app.instances.length} instance(s) running`,
+      " · maintenance ", el("strong", { id: "maintenance" }, maintenance.enabled ? "on" : "off")));
     history.replaceChildren(...deployments.map((d) => el("tr", { "data-deployment": d.id },
       el("td", {}, el("a", { href: `#/deployments/${d.id}`, class: "mono" }, d.id.slice(0, 12))),
       el("td", {}, d.release ? `v${d.release}` : ""),
