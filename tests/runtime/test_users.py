@@ -57,3 +57,19 @@ def test_a_user_someone_put_in_another_group_is_refused_naming_the_group(
     finally:
         subprocess.run(["groupdel", group], check=True, timeout=30)
     assert group not in {g.gr_name for g in grp.getgrall()}
+
+
+def test_removing_a_user_ends_what_still_runs_as_it(app: str, tmp_path: Path) -> None:
+    """A process the runtime no longer tracks (an instance being stopped, one a killed service
+    had just started) used to make userdel refuse: `user ... is currently used by process`."""
+    user = ensure_user(app, tmp_path / "home", tmp_path / "lock")
+    orphan = subprocess.Popen(["sleep", "300"], user=user.uid, group=user.gid,
+                              start_new_session=True)
+    try:
+        assert remove_user(app)
+        assert orphan.wait(10) == -9  # SIGKILLed, before the user went
+        assert uid_of(app) is None
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(10)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import grp
 import hashlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +96,48 @@ def ensure_user(app: str, home: Path, lock: Path) -> AppUser:
     return _check(app, user)
 
 
+def processes_of(uid: int) -> list[int]:
+    """Live (not zombie) processes running as uid, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if stat[stat.rindex(")") + 2:][:1] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def end_processes(uid: int, within: float = 10.0) -> list[int]:
+    """SIGKILL whatever still runs as the app's user (a command or instance the runtime no
+    longer tracks: one being stopped, or one a killed service had just started); wait until
+    they are gone. The processes that outlived `within`."""
+    deadline = time.monotonic() + within
+    while pids := processes_of(uid):
+        if time.monotonic() > deadline:
+            return pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    return []
+
+
 def remove_user(app: str) -> bool:
-    """Delete the app's user and its group (its processes must be gone); False if none."""
+    """Delete the app's user and its group, ending any process still running as it first;
+    False if there is no such user."""
     name = user_name(app)
-    if _lookup(name) is None:
+    user = _lookup(name)
+    if user is None:
         return False
+    if left := end_processes(user.uid):
+        raise ContainmentError(f"could not remove the user {name} of app {app}: processes "
+                               f"{left} still run as it after SIGKILL")
     userdel = shutil.which("userdel") or "/usr/sbin/userdel"
     done = subprocess.run([userdel, name], capture_output=True, text=True, timeout=60,
                           check=False)
