@@ -302,7 +302,8 @@ async def test_no_errors_while_switching_and_slow_requests_finish(
     assert (answer.status_code, answer.text) == (200, "a")
     assert (await get(port, host)).text == "b"
 
-    # Bounded load on loopback: 8 clients for 3 seconds while traffic switches back and forth.
+    # Bounded load on loopback: 8 clients while traffic switches back and forth 6 times, for at
+    # least 3 seconds (a busy machine makes it longer, never fewer switches).
     # Half open a connection per request, half keep connections alive. Each retries a GET once
     # when the connection was refused or closed before any response byte, as browsers and Go's
     # client do for idempotent requests (RFC 9110 9.2.2): measured with Caddy 2.11.7 on Linux,
@@ -310,15 +311,14 @@ async def test_no_errors_while_switching_and_slow_requests_finish(
     ok: list[str] = []
     errors: list[str] = []
     retried: list[str] = []
-    stop_at = time.monotonic() + 3.0
+    done = asyncio.Event()
+    give_up_at = time.monotonic() + 120.0
 
     async def client(keep_alive: bool) -> None:
         limits = httpx.Limits(max_keepalive_connections=None if keep_alive else 0)
         async with httpx.AsyncClient(timeout=5, base_url=f"http://127.0.0.1:{port}",
                                      limits=limits) as http:
-            for _ in range(5000):
-                if time.monotonic() >= stop_at:
-                    return
+            while not done.is_set() and time.monotonic() < give_up_at:
                 try:
                     try:
                         response = await http.get("/", headers={"Host": host})
@@ -335,18 +335,21 @@ async def test_no_errors_while_switching_and_slow_requests_finish(
                     errors.append(f"{response.status_code} {response.text}")
 
     async def switcher() -> int:
-        count = 0
-        while time.monotonic() < stop_at - 0.3:
-            await switch_to(a if count % 2 else b)
-            count += 1
-            await asyncio.sleep(0.2)
+        count, at_least_until = 0, time.monotonic() + 3.0
+        try:
+            while count < 6 or time.monotonic() < at_least_until:
+                await switch_to(a if count % 2 else b)
+                count += 1
+                await asyncio.sleep(0.2)
+        finally:
+            done.set()
         return count
 
     switching = asyncio.ensure_future(switcher())
     await asyncio.gather(*(client(i % 2 == 0) for i in range(8)))
     switches = await switching
     assert errors == []
-    assert switches >= 4
+    assert switches >= 6
     assert set(ok) == {"a", "b"}
     assert len(ok) > 100
     print(f"{len(ok)} requests, {switches} switches, {len(retried)} retries"
