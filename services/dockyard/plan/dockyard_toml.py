@@ -200,6 +200,8 @@ def parse_dockyard_toml(text: str) -> DockyardManifest:
         if line is None and "end of document" in message:
             line = max(len(split_lines(text)), 1)
         raise ManifestError(FILE, line, problem) from None
+    except ValueError as exc:  # tomllib's own, past its grammar: a number of over 4300 digits
+        raise ManifestError(FILE, None, f"cannot be read: {str(exc).split(';')[0]}") from None
     reader = _Reader(text)
     _check_top_level(reader, raw)
     processes_raw = raw.pop("processes", {})

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """A message as one line: characters that break a line or are not printable (a key or value
+    quoted from a manifest or a request) written as Python escapes, e.g. `\\n`, `\\x1e`."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class PlanError(Exception):
-    """Base of every error of dockyard.plan."""
+    """Base of every error of dockyard.plan: its message is always one line."""
 
 
 class ManifestError(PlanError):
@@ -18,7 +26,7 @@ class ManifestError(PlanError):
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.problem}"
+        return one_line(f"{where}: {self.problem}")
 
 
 class InvalidHook(PlanError):
@@ -28,7 +36,7 @@ class InvalidHook(PlanError):
         self.phase = phase
         self.label = label
         self.problem = problem
-        super().__init__(f"hook {label!r} ({phase}): {problem}")
+        super().__init__(one_line(f"hook {label!r} ({phase}): {problem}"))
 
 
 class HookNotFound(PlanError):
@@ -40,6 +48,6 @@ class HookNotFound(PlanError):
         self.label = label
         self.known = known
         listed = ", ".join(repr(k) for k in known) if known else "none"
-        super().__init__(
+        super().__init__(one_line(
             f"app {app!r} has no {phase} hook labelled {label!r} ({phase} hooks: {listed})"
-        )
+        ))
