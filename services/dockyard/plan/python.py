@@ -139,9 +139,13 @@ def pyproject_dependencies(text: str) -> list[str]:
     """`[project] dependencies` of pyproject.toml."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError("pyproject.toml", None, f"is not TOML: {exc}") from None
-    deps = data.get("project", {}).get("dependencies", [])
+    except ValueError as exc:  # TOMLDecodeError, or a number of over 4300 digits
+        raise ManifestError("pyproject.toml", None,
+                            f"is not TOML: {str(exc).split(';')[0]}") from None
+    project = data.get("project", {})
+    if not isinstance(project, dict):
+        raise ManifestError("pyproject.toml", None, "project must be a table ([project])")
+    deps = project.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise ManifestError("pyproject.toml", None,
                             "project.dependencies must be a list of requirement strings")
