@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from dockyard.plan.errors import one_line
+from dockyard.contract.text import one_line
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
