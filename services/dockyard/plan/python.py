@@ -120,6 +120,8 @@ def pipfile_packages(text: str) -> list[str]:
     """The pinned requirements of Pipfile.lock's `default` section."""
     try:
         lock = msgspec.json.decode(text, type=_Lock)
+    except RecursionError:
+        raise ManifestError("Pipfile.lock", None, "nests arrays or objects too deeply") from None
     except msgspec.DecodeError as exc:
         raise ManifestError("Pipfile.lock", None, f"is not a Pipfile lock: {exc}") from None
     packages = []
@@ -139,6 +141,8 @@ def pyproject_dependencies(text: str) -> list[str]:
     """`[project] dependencies` of pyproject.toml."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ManifestError("pyproject.toml", None, "nests arrays or tables too deeply") from None
     except ValueError as exc:  # TOMLDecodeError, or a number of over 4300 digits
         raise ManifestError("pyproject.toml", None,
                             f"is not TOML: {str(exc).split(';')[0]}") from None
