@@ -25,9 +25,11 @@ def encode(message: Message | msgspec.Struct) -> bytes:
 
 def _decoded(decode: Callable[[bytes], T], data: bytes) -> T:
     """decode(data), its DecodeError (or ValidationError) on one line: msgspec quotes a bad tag
-    as it came, line breaks and all."""
+    as it came, line breaks and all; nesting past the recursion limit is a DecodeError too."""
     try:
         return decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON is malformed: arrays or objects nest too deeply") from None
     except msgspec.DecodeError as exc:
         message = str(exc)
         if message.isprintable():
