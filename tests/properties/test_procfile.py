@@ -80,3 +80,13 @@ def test_a_written_procfile_reads_back(entries: dict[str, str], newline: str) ->
     read = {p.name: p.command for p in procfile.processes}
     read.update({name: hook.command for name, hook in procfile.hooks.items()})
     assert read == entries
+
+
+@PROPERTY
+@given(st.text(st.sampled_from("ab \r\n\x0b\x0c\x85\u2028")))
+def test_lines_break_at_newline_only(text: str) -> None:
+    lines = split_lines(text)
+    assert all("\n" not in line for line in lines)
+    assert len(lines) == text.count("\n") + (0 if not text or text.endswith("\n") else 1)
+    # Only the `\r` of a `\r\n` (or one ending the text) is dropped: nothing else is lost.
+    assert "\n".join(lines).replace("\r", "") == text.removesuffix("\n").replace("\r", "")
