@@ -143,9 +143,11 @@ def pyproject_dependencies(text: str) -> list[str]:
         data = tomllib.loads(text)
     except RecursionError:
         raise ManifestError("pyproject.toml", None, "nests arrays or tables too deeply") from None
-    except ValueError as exc:  # TOMLDecodeError, or a number of over 4300 digits
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError("pyproject.toml", None, f"is not TOML: {exc}") from None
+    except ValueError as exc:  # a number of over 4300 digits (Python's own limit)
         raise ManifestError("pyproject.toml", None,
-                            f"is not TOML: {str(exc).split(';')[0]}") from None
+                            f"cannot be read: {str(exc).split(';')[0]}") from None
     project = data.get("project", {})
     if not isinstance(project, dict):
         raise ManifestError("pyproject.toml", None, "project must be a table ([project])")
