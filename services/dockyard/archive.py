@@ -26,6 +26,8 @@ MiB = 1024 * 1024
 CHUNK = MiB
 # Extended headers (pax records, GNU long names) hold a path and a few fields, never more.
 MAX_META = 64 * 1024
+# Modification times (seconds, either side of 1970) a file can be given: a 64-bit time_t's.
+MAX_TIME = 2.0**63
 _ACCEPTED = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE)
 _KINDS = {
     tarfile.SYMTYPE: "a symbolic link",
@@ -190,13 +192,17 @@ def check_member(archive: str, info: tarfile.TarInfo, limits: Limits) -> Entry:
         target = f" (to {info.linkname!r})" if info.linkname else ""
         raise UnsafeMember(archive, info.name, f"is {kind}{target}: only regular files and "
                                                "directories are accepted")
+    mtime = float(info.mtime)
+    if not -MAX_TIME < mtime < MAX_TIME:  # NaN too: os.utime refuses what time_t cannot hold
+        raise UnsafeMember(archive, info.name, f"has a modification time out of range "
+                                               f"({info.mtime!r})")
     is_dir = info.type == tarfile.DIRTYPE
     if is_dir and not any(p not in ("", ".") for p in info.name.split("/")):
         return Entry(name=info.name, parts=(), is_dir=True, size=0, mode=info.mode,
-                     mtime=float(info.mtime))  # the target itself: nothing to write
+                     mtime=mtime)  # the target itself: nothing to write
     parts = relative_parts(archive, info.name, limits)
     return Entry(name=info.name, parts=parts, is_dir=is_dir, size=0 if is_dir else info.size,
-                 mode=info.mode, mtime=float(info.mtime))
+                 mode=info.mode, mtime=mtime)
 
 
 def scan(path: Path, name: str, limits: Limits) -> list[Entry]:

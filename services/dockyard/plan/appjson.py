@@ -16,6 +16,7 @@ FILE = "app.json"
 _BYTE = re.compile(r"\s*\(byte (\d+)\)")
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
 ACCEPTED = "// and /* */ comments and trailing commas are accepted, as Dokku reads app.json"
+NESTED = "nests arrays or objects too deeply"
 
 
 class AppJsonHooks(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +39,8 @@ def parse_app_json(text: str) -> AppJsonHooks:
         raw = msgspec.json.decode(standardize(data))
     except UnclosedComment as exc:
         raise ManifestError(FILE, line_of_offset(data, exc.offset), str(exc)) from None
+    except RecursionError:
+        raise ManifestError(FILE, None, NESTED) from None
     except msgspec.DecodeError as exc:
         message = str(exc)
         match = _BYTE.search(message)

@@ -24,12 +24,17 @@ NESTED = ("wsgi.py", "asgi.py")
 
 
 def listing(source: Path) -> list[str]:
-    """Top-level names of a source tree (and `<dir>/wsgi.py`-like entries), bounded, sorted."""
+    """Top-level names of a source tree (and `<dir>/wsgi.py`-like entries), bounded, sorted;
+    names that are not printable text are left out."""
     names: list[str] = []
     with os.scandir(source) as entries:
         for entry in entries:
             if len(names) >= MAX_LISTED:
                 break
+            # Undecodable bytes or a line break: no name detection looks for, and the listing
+            # is UTF-8 text of one name a line (kept as JSON with the build's manifests).
+            if not entry.name.isprintable():
+                continue
             names.append(entry.name)
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 names += [f"{entry.name}/{n}" for n in NESTED

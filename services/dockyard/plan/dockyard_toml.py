@@ -105,9 +105,12 @@ def line_index(text: str) -> dict[KeyPath, int]:
     return index
 
 
-def locate(text: str, path: Sequence[str | int]) -> int | None:
-    """Line of a value path like ("release", 0, "timeout"), else of its nearest enclosing table."""
-    index = line_index(text)
+def locate(text: str, path: Sequence[str | int],
+           index: dict[KeyPath, int] | None = None) -> int | None:
+    """Line of a value path like ("release", 0, "timeout"), else of its nearest enclosing table
+    (in `index`, the text's line_index, when the caller has it already)."""
+    if index is None:
+        index = line_index(text)
     here = tuple(path)
     while here:
         if here in index:
@@ -134,11 +137,19 @@ class _Reader:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._index: dict[KeyPath, int] | None = None
+
+    def locate(self, path: Sequence[str | int]) -> int | None:
+        """The line of a path; the text is indexed once (a file of thousands of tables is read
+        in linear time, not once per table)."""
+        if self._index is None:
+            self._index = line_index(self.text)
+        return locate(self.text, path, self._index)
 
     def fail(self, path: KeyPath, problem: str, line_at: KeyPath | None = None) -> ManifestError:
         """The error for a problem at a path (its line found at `line_at`, else at the path)."""
         where = _dotted(path)
-        line = locate(self.text, path if line_at is None else line_at)
+        line = self.locate(path if line_at is None else line_at)
         return ManifestError(FILE, line, f"{where}: {problem}" if where else problem)
 
     def convert(self, raw: Any, type_: type[T], prefix: KeyPath, kind: str) -> T:
@@ -202,6 +213,10 @@ def parse_dockyard_toml(text: str) -> DockyardManifest:
         if line is None and "end of document" in message:
             line = max(len(split_lines(text)), 1)
         raise ManifestError(FILE, line, problem) from None
+    except RecursionError:
+        raise ManifestError(FILE, None, "nests arrays or tables too deeply") from None
+    except ValueError as exc:  # tomllib's own, past its grammar: a number of over 4300 digits
+        raise ManifestError(FILE, None, f"cannot be read: {str(exc).split(';')[0]}") from None
     reader = _Reader(text)
     _check_top_level(reader, raw)
     processes_raw = raw.pop("processes", {})
@@ -256,7 +271,7 @@ def _hook(reader: _Reader, phase: str, i: int, table: TomlHook) -> HookSpec:
     at: KeyPath = (phase, i)
     command = reader.text_field((*at, "command"), table.command, required=True)
     assert command is not None  # required field: msgspec already refused a missing one
-    line = locate(reader.text, at)
+    line = reader.locate(at)
     return HookSpec(
         command=command,
         label=reader.text_field((*at, "label"), table.label, required=False),
@@ -273,7 +288,7 @@ def _process(reader: _Reader, name: str, table: TomlProcess) -> ProcessOverride:
     at: KeyPath = ("processes", name)
     if not PROCESS_NAME.fullmatch(name):
         raise reader.fail(at, "a process name may hold only letters, digits, '_' and '-'")
-    line = locate(reader.text, at)
+    line = reader.locate(at)
     return ProcessOverride(
         name=name,
         scale=table.scale,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import re
 
+from dockyard.contract.text import one_line
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _DURATION_HINT = '(use e.g. "90s", "20m", "1h30m", or a number of seconds)'
@@ -16,11 +18,13 @@ _SIZE_FACTOR = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE_HINT = '(use e.g. "512M", "1G", "256MiB", or a number of bytes)'
 # Docker refuses limits under 6 MiB; a bare `memory = 512` is almost always meant as MiB.
 MIN_MEMORY = 6 * 1024 * 1024
+# Docker takes a limit as a signed 64-bit number of bytes (and events carry it as one).
+MAX_MEMORY = 2**63 - 1
 
 
 def _shown(value: object) -> str:
     """A value as the manifest spelled it: strings in double quotes, like TOML and JSON."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    return one_line(f'"{value}"' if isinstance(value, str) else repr(value))
 
 
 def parse_duration(value: str | float, *, allow_zero: bool = False) -> float:
@@ -37,7 +41,10 @@ def parse_duration(value: str | float, *, allow_zero: bool = False) -> float:
         else:
             raise ValueError(f"{_shown(value)} is not a duration {_DURATION_HINT}")
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer past any float: infinite, as far as waiting goes
+            seconds = math.inf
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"{_shown(value)} is not a positive duration {_DURATION_HINT}")
     return seconds
@@ -51,9 +58,13 @@ def parse_memory(value: str | int) -> int:
         match = _SIZE.fullmatch(value.strip())
         if match is None:
             raise ValueError(f"{_shown(value)} is not a memory size {_SIZE_HINT}")
-        size = int(float(match.group(1)) * _SIZE_FACTOR[match.group(2).lower()])
+        number = float(match.group(1)) * _SIZE_FACTOR[match.group(2).lower()]
+        size = int(number) if number <= MAX_MEMORY else MAX_MEMORY + 1  # also past any float
     else:
         size = value
+    if size > MAX_MEMORY:
+        raise ValueError(f"{_shown(value)} is more than the largest memory size, {MAX_MEMORY} "
+                         f"bytes {_SIZE_HINT}")
     if size <= 0:
         raise ValueError(f"{_shown(value)} is not a positive memory size {_SIZE_HINT}")
     if size < MIN_MEMORY:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dockyard.contract.text import one_line
+
 
 class PlanError(Exception):
-    """Base of every error of dockyard.plan."""
+    """Base of every error of dockyard.plan: its message is always one line."""
 
 
 class ManifestError(PlanError):
@@ -18,7 +20,7 @@ class ManifestError(PlanError):
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.problem}"
+        return one_line(f"{where}: {self.problem}")
 
 
 class InvalidHook(PlanError):
@@ -28,7 +30,7 @@ class InvalidHook(PlanError):
         self.phase = phase
         self.label = label
         self.problem = problem
-        super().__init__(f"hook {label!r} ({phase}): {problem}")
+        super().__init__(one_line(f"hook {label!r} ({phase}): {problem}"))
 
 
 class HookNotFound(PlanError):
@@ -40,6 +42,6 @@ class HookNotFound(PlanError):
         self.label = label
         self.known = known
         listed = ", ".join(repr(k) for k in known) if known else "none"
-        super().__init__(
+        super().__init__(one_line(
             f"app {app!r} has no {phase} hook labelled {label!r} ({phase} hooks: {listed})"
-        )
+        ))

@@ -35,6 +35,8 @@ def parse_package_json(text: str) -> _Package:
     """package.json, strictly (npm reads no comments); errors name the line."""
     try:
         raw = msgspec.json.decode(text)
+    except RecursionError:
+        raise ManifestError("package.json", None, "nests arrays or objects too deeply") from None
     except msgspec.DecodeError as exc:
         message = str(exc)
         found = re.search(r"\s*\(byte (\d+)\)$", message)

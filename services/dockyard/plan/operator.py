@@ -3,6 +3,8 @@ as plain values."""
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
@@ -26,7 +28,7 @@ def validate_hook(hook: OperatorHook) -> OperatorHook:
         raise InvalidHook(hook.phase, hook.label, "the label must not be empty")
     if not command:
         raise InvalidHook(hook.phase, label, "the command must not be empty")
-    if hook.timeout is not None and not hook.timeout > 0:
+    if hook.timeout is not None and not (math.isfinite(hook.timeout) and hook.timeout > 0):
         raise InvalidHook(hook.phase, label, f"timeout {hook.timeout} must be positive seconds")
     if hook.memory is not None and hook.memory <= 0:
         raise InvalidHook(hook.phase, label, f"memory {hook.memory} must be positive bytes")

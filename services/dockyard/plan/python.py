@@ -120,6 +120,8 @@ def pipfile_packages(text: str) -> list[str]:
     """The pinned requirements of Pipfile.lock's `default` section."""
     try:
         lock = msgspec.json.decode(text, type=_Lock)
+    except RecursionError:
+        raise ManifestError("Pipfile.lock", None, "nests arrays or objects too deeply") from None
     except msgspec.DecodeError as exc:
         raise ManifestError("Pipfile.lock", None, f"is not a Pipfile lock: {exc}") from None
     packages = []
@@ -139,9 +141,17 @@ def pyproject_dependencies(text: str) -> list[str]:
     """`[project] dependencies` of pyproject.toml."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ManifestError("pyproject.toml", None, "nests arrays or tables too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError("pyproject.toml", None, f"is not TOML: {exc}") from None
-    deps = data.get("project", {}).get("dependencies", [])
+    except ValueError as exc:  # a number of over 4300 digits (Python's own limit)
+        raise ManifestError("pyproject.toml", None,
+                            f"cannot be read: {str(exc).split(';')[0]}") from None
+    project = data.get("project", {})
+    if not isinstance(project, dict):
+        raise ManifestError("pyproject.toml", None, "project must be a table ([project])")
+    deps = project.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise ManifestError("pyproject.toml", None,
                             "project.dependencies must be a list of requirement strings")
