@@ -49,6 +49,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeInFlight,
     FakeLocks,
     FakeMessage,
     FakeNats,
@@ -88,6 +89,7 @@ class World:
     config: FakeConfig
     routes: FakeRoutes
     dep: str
+    timeouts: FakeInFlight
 
     def events(self) -> list[tuple[type[Event[Any]], Any]]:
         """(type, data) of every event published so far."""
@@ -107,15 +109,17 @@ async def world() -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime()
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
+    timeouts = FakeInFlight()
     doors = HookRunnerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                            routes=routes)
+                            routes=routes, timeouts=timeouts)
     runner = HookRunner(service_context(SERVICE, broker, nc, Settings(kill_grace=4.0)), doors,
                         FakeRuntimes(runtime))
     dep = new_id()
     # The builder took the lock when the deploy's turn came; it stays taken until the end.
     assert await locks.acquire(APP, dep)
     return World(runner=runner, broker=broker, nc=nc, runtime=runtime, locks=locks,
-                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep)
+                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep,
+                 timeouts=timeouts)
 
 
 def about(phase: Phase, command: Command, index: int = 1, total: int = 1) -> CommandData:

@@ -43,7 +43,7 @@ from dockyard.state.placements import Placement, PlacementWriter, open_placement
 from dockyard.state.steps import StepRecords, open_steps
 from tests.conftest import TEST, Bus
 from tests.events import make
-from tests.fakes import FakePlacements, FakeRoutes, FakeSteps
+from tests.fakes import FakeInFlight, FakePlacements, FakeRoutes, FakeSteps
 
 from .conftest import (
     FakeAdmin,
@@ -75,12 +75,13 @@ class Rig:
     routes: FakeRoutes = field(default_factory=FakeRoutes)
     verdicts: FakeSteps = field(default_factory=FakeSteps)  # the hook-runner's step records
     placements: FakePlacements = field(default_factory=FakePlacements)
+    timeouts: FakeInFlight = field(default_factory=FakeInFlight)
     emitter: RecordingEmitter = field(default_factory=RecordingEmitter)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         doors = RouterDoors(routes=self.routes, verdicts=self.verdicts,
-                            placements=self.placements)
+                            placements=self.placements, timeouts=self.timeouts)
         self.router = Router(admin=self.admin, doors=doors, emitter=self.emitter,
                              settings=Settings(data_dir=self.data_dir), log=LOG)
 

@@ -44,6 +44,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeInFlight,
     FakeLocks,
     FakeMessage,
     FakeNats,
@@ -80,6 +81,7 @@ class World:
     config: FakeConfig
     routes: FakeRoutes
     dep: str
+    timeouts: FakeInFlight
 
     def events(self) -> list[tuple[type[Event[Any]], Any]]:
         """(type, data) of every event published so far."""
@@ -99,15 +101,17 @@ async def world(drain: float = 0.0, keep: int = 1) -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime(serve_web=True)
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
+    timeouts = FakeInFlight()
     doors = SchedulerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                           routes=routes, placements=FakePlacements())
+                           routes=routes, placements=FakePlacements(), timeouts=timeouts)
     settings = Settings(drain=drain, kill_grace=2.0, keep_releases=keep)
     scheduler = Scheduler(service_context(SERVICE, broker, nc, settings), doors,
                           FakeRuntimes(runtime))
     dep = new_id()
     assert await locks.acquire(APP, dep)
     return World(scheduler=scheduler, broker=broker, nc=nc, runtime=runtime, locks=locks,
-                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep)
+                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep,
+                 timeouts=timeouts)
 
 
 @pytest.fixture

@@ -68,6 +68,8 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         # Where each release's instances run, as the scheduler started them: the router routes
         # only to these.
         kv(subjects.KV_PLACEMENTS, ttl=30 * DAY),
+        # Each app's deploy in flight and its phase's deadline; the deploys the watchdog ended.
+        kv(subjects.KV_INFLIGHT, ttl=30 * DAY),
     )
 
 

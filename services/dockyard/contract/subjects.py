@@ -37,6 +37,7 @@ KV_RELEASES = "dockyard_releases"
 KV_SINKS = "dockyard_sinks"
 KV_DELIVERIES = "dockyard_deliveries"
 KV_PLACEMENTS = "dockyard_placements"
+KV_INFLIGHT = "dockyard_inflight"
 OBJ_SOURCES = "dockyard_sources"
 OBJ_BUILDS = "dockyard_builds"
 

@@ -15,6 +15,7 @@ from dockyard.contract.events import (
 )
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, CaddyUnreachable, ensure_caddy
 from dockyard.router.handlers import Router
+from dockyard.state.inflight import TimeoutReader
 from dockyard.state.placements import PlacementReader
 from dockyard.state.routes import RouteWriter
 from dockyard.state.steps import Verdicts
@@ -27,6 +28,7 @@ class RouterDoors:
     routes: RouteWriter
     verdicts: Verdicts
     placements: PlacementReader
+    timeouts: TimeoutReader
 
 
 async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:

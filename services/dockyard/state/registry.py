@@ -14,6 +14,7 @@ from dockyard.state import (
     config,
     deliveries,
     hooks,
+    inflight,
     locks,
     placements,
     queue,
@@ -30,7 +31,7 @@ DOORS: tuple[Door[Any], ...] = (
     config.READER, routes.WRITER, routes.READER, queue.DOOR, releases.DOOR, hooks.STORE,
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
-    placements.READER,
+    placements.READER, inflight.WRITER, inflight.TIMEOUTS,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 
