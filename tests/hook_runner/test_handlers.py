@@ -37,7 +37,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.phase import Phase
 from dockyard.contract.plan import DEFAULT_MEMORY, Command, Plan, ProcessType
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, TimedOut
 from dockyard.hook_runner.app import SERVICE, HookRunnerDoors
 from dockyard.hook_runner.handlers import HookRunner
 from dockyard.pipeline.env import oneoff_env
@@ -615,3 +615,51 @@ async def test_a_redelivered_abort_ends_the_deploy_again_without_rerunning_anyth
     assert w.types() == [DeployFailed]
     assert w.ran() == ["./alert"] and w.runtime.removed == ["img"]
     assert w.locks.held == {}
+
+
+# ---------------------------------------------------------------- a deploy the watchdog ended
+
+
+def timed_out(w: World, spec: DeploySpec | None = SPEC) -> DeployFailed:
+    return make(DeployFailed, app=APP, deployment_id=w.dep, release=RELEASE, status="timeout",
+                reason="the start phase (scheduler) passed its deadline of 70s", spec=spec)
+
+
+def verdict(w: World, phase: str = "start") -> TimedOut:
+    return TimedOut(app=APP, deployment_id=w.dep, release=RELEASE, phase=phase,
+                    reason="the start phase (scheduler) passed its deadline of 70s")
+
+
+async def test_a_timed_out_deploy_runs_on_failure_once_outside_the_lock_and_ends_no_more(
+) -> None:
+    w = await world()
+    holds = holding_while_running(w)
+    await w.locks.release(APP, w.dep)  # the watchdog gave it up; another deploy may hold it
+    assert await w.locks.acquire(APP, "f" * 32)
+    await w.cancels.request(w.dep, "timed out")  # as the watchdog marks it
+    event = timed_out(w)
+
+    await w.runner.on_deploy_failed(event, FakeMessage().as_message())
+    await w.runner.on_deploy_failed(event, FakeMessage().as_message())  # redelivered
+
+    assert w.types() == [CommandStarted, CommandFinished]  # no second end
+    [spec] = w.runtime.ran
+    assert spec.env["DOCKYARD_FAILURE_STATUS"] == "timeout"
+    assert holds == [set()]
+    assert w.locks.held == {APP: "f" * 32}
+    assert w.runtime.removed == ["img"]
+
+
+async def test_other_ends_leave_on_failure_to_the_abort_path() -> None:
+    w = await world()
+    for event in (timed_out(w, spec=None), msgspec.structs.replace(
+            timed_out(w), data=msgspec.structs.replace(timed_out(w).data, status="hook-error"))):
+        await w.runner.on_deploy_failed(event, FakeMessage().as_message())
+    assert w.types() == [] and w.ran() == []
+
+
+async def test_a_late_abort_of_a_timed_out_deploy_ends_it_no_more() -> None:
+    w = await world()
+    w.timeouts.verdicts[w.dep] = verdict(w)
+    await w.runner.on_deploy_aborted(aborted(w, status="cancelled"), FakeMessage().as_message())
+    assert w.types() == [] and w.ran() == []

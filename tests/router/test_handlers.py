@@ -32,7 +32,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
     event_id,
 )
-from dockyard.contract.state import LiveRelease, Pending
+from dockyard.contract.state import LiveRelease, Pending, TimedOut
 from dockyard.router import upstream_files
 from dockyard.router.app import SERVICE, RouterDoors
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, start_caddy
@@ -180,6 +180,17 @@ async def test_refused_when_postdeploy_failed(rig: Rig) -> None:
                    status="hook-error", reason="exit 1")
     await rig.verdicts.finish(event.deployment_id, POSTDEPLOY_STEP, failure)
     await assert_refused(rig, event, "is dockyard.hook.failed, not a success")
+
+
+async def test_refused_once_the_watchdog_ended_the_deploy(rig: Rig) -> None:
+    # Postdeploy passed, but the router was down past the switch's deadline: a late
+    # hook.succeeded must not bring a failed deploy's release in.
+    event = hook_succeeded("shop", deployment(), 1, [WEB])
+    await rig.gate(event)
+    rig.timeouts.verdicts[event.deployment_id] = TimedOut(
+        app="shop", deployment_id=event.deployment_id, release=1, phase="switch",
+        reason="the switch phase (router) passed its deadline of 60s")
+    await assert_refused(rig, event, "the deploy already ended as timeout: the switch phase")
 
 
 async def test_refused_with_instances_of_the_attackers_choosing(rig: Rig) -> None:
