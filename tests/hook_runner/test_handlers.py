@@ -663,3 +663,11 @@ async def test_a_late_abort_of_a_timed_out_deploy_ends_it_no_more() -> None:
     w.timeouts.verdicts[w.dep] = verdict(w)
     await w.runner.on_deploy_aborted(aborted(w, status="cancelled"), FakeMessage().as_message())
     assert w.types() == [] and w.ran() == []
+
+
+async def test_timed_out_before_its_release_phase_on_failure_gets_the_current_config() -> None:
+    w = await world()
+    await w.config.change(APP, {"A": "1"}, [])
+    await w.runner.on_deploy_failed(timed_out(w), FakeMessage().as_message())
+    [spec] = w.runtime.ran
+    assert spec.env["A"] == "1"

@@ -111,6 +111,9 @@ class HookRunner:
                 or await self.doors.steps.get(event.deployment_id, "on-failure-phase") is not None)
         if done:
             return
+        # Timed out before the release phase chose its config version: it is chosen now.
+        spec = decide.pinned(spec, await self._config_version(event.subject,
+                                                              event.deployment_id, spec))
         async with working(msg, self.steps.beat):
             deploy_log = self._log(event)
             if spec.plan.on_failure:
@@ -124,7 +127,8 @@ class HookRunner:
         await self.doors.steps.put(event.deployment_id, AFTER_TIMEOUT_STEP, b"")
 
     async def _release(self, event: BuildSucceeded) -> Event[Any]:
-        spec = decide.pinned(event.data.spec, await self._config_version(event))
+        spec = decide.pinned(event.data.spec, await self._config_version(
+            event.subject, event.deployment_id, event.data.spec))
         if (reason := await self.doors.cancels.reason(event.deployment_id)) is not None:
             return self.emitter.after(event, decide.cancelled(ReleaseFailed, reason, spec))
         await self.emitter.emit(self.emitter.after(event, Fact.of(ReleaseStarted,
@@ -182,16 +186,16 @@ class HookRunner:
         await deploy_log.flush()
         return self.emitter.after(event, decide.deploy_failed(failed))
 
-    async def _config_version(self, event: BuildSucceeded) -> int:
+    async def _config_version(self, app: str, deployment_id: str, spec: DeploySpec) -> int:
         """The config version this release is made with, chosen once (the current one; a
         rollback's is pinned to the earlier release's)."""
-        if decide.config_pinned(event.data.spec):
-            return event.data.spec.config_version
-        chosen = await self.doors.steps.get(event.deployment_id, CONFIG_STEP)
+        if decide.config_pinned(spec):
+            return spec.config_version
+        chosen = await self.doors.steps.get(deployment_id, CONFIG_STEP)
         if chosen is not None:
             return int(chosen)
-        version = (await self.doors.config.current(event.subject)).version
-        await self.doors.steps.put(event.deployment_id, CONFIG_STEP, str(version).encode())
+        version = (await self.doors.config.current(app)).version
+        await self.doors.steps.put(deployment_id, CONFIG_STEP, str(version).encode())
         return version
 
     async def _run(self, event: Event[Any], spec: DeploySpec, extra: dict[str, str] | None = None,
