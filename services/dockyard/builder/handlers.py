@@ -162,19 +162,26 @@ class Builder:
         """One look at every deploy in flight."""
         now = now or datetime.now(UTC)
         for record in await self.doors.inflight.all():
-            verdict = await self.doors.inflight.timed_out(record.deployment_id)
-            if verdict is None and not watchdog.late(record, now):
-                try:
-                    await self.doors.locks.refresh(record.app, record.deployment_id)
-                except LockLost as exc:
-                    verdict = watchdog.timed_out(record, lost_to=exc.holder)
-                else:
-                    if await self.doors.inflight.get(record.app) != record:
-                        # It moved on meanwhile; if it ended, the renewed lock must not linger.
-                        if await self.doors.steps.get(record.deployment_id, ENDED) is not None:
-                            await self.doors.locks.release(record.app, record.deployment_id)
-                    continue
-            await self._time_out(record, verdict or watchdog.timed_out(record))
+            try:
+                await self._look_at(record, now)
+            except Exception:  # one deploy's hiccup must not keep the others from their turn
+                log.exception("watchdog look failed", app=record.app,
+                              deployment_id=record.deployment_id)
+
+    async def _look_at(self, record: InFlight, now: datetime) -> None:
+        verdict = await self.doors.inflight.timed_out(record.deployment_id)
+        if verdict is None and not watchdog.late(record, now):
+            try:
+                await self.doors.locks.refresh(record.app, record.deployment_id)
+            except LockLost as exc:
+                verdict = watchdog.timed_out(record, lost_to=exc.holder)
+            else:
+                if await self.doors.inflight.get(record.app) != record:
+                    # It moved on meanwhile; if it ended, the renewed lock must not linger.
+                    if await self.doors.steps.get(record.deployment_id, ENDED) is not None:
+                        await self.doors.locks.release(record.app, record.deployment_id)
+                return
+        await self._time_out(record, verdict or watchdog.timed_out(record))
 
     async def _time_out(self, record: InFlight, verdict: TimedOut) -> None:
         """End a deploy past its deadline, once whichever builder instance gets here first:
