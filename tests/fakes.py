@@ -35,7 +35,15 @@ from dockyard.contract.events import EVENT_TYPES, AnyEvent, Event, InstanceRef, 
 from dockyard.contract.manifest import OperatorHooks
 from dockyard.contract.plan import Buildpack
 from dockyard.contract.sinks import Sinks, SinkStatus
-from dockyard.contract.state import DeliveryState, LiveRelease, Maintenance, Pending, Queue
+from dockyard.contract.state import (
+    DeliveryState,
+    InFlight,
+    LiveRelease,
+    Maintenance,
+    Pending,
+    Queue,
+    TimedOut,
+)
 from dockyard.runtime.base import (
     TIMEOUT_EXIT_CODE,
     InstanceSpec,
@@ -118,6 +126,39 @@ class FakeCancels:
             yield cancelled
         finally:
             self.watchers[deployment_id].remove(cancelled)
+
+
+@dataclass
+class FakeInFlight:
+    """InFlightRecords: app -> record, deployment -> the watchdog's verdict."""
+
+    records: dict[str, InFlight] = field(default_factory=dict)
+    verdicts: dict[str, TimedOut] = field(default_factory=dict)
+
+    async def timed_out(self, deployment_id: str) -> TimedOut | None:
+        return self.verdicts.get(deployment_id)
+
+    async def get(self, app: str) -> InFlight | None:
+        return self.records.get(app)
+
+    async def all(self) -> list[InFlight]:
+        return [self.records[a] for a in sorted(self.records)]
+
+    async def change(self, app: str,
+                     fn: Callable[[InFlight | None], InFlight | None]) -> InFlight | None:
+        after = fn(self.records.get(app))
+        if after is None:
+            self.records.pop(app, None)
+        else:
+            self.records[app] = after
+        return after
+
+    async def end(self, app: str, deployment_id: str) -> None:
+        if (r := self.records.get(app)) is not None and r.deployment_id == deployment_id:
+            del self.records[app]
+
+    async def time_out(self, verdict: TimedOut) -> TimedOut:
+        return self.verdicts.setdefault(verdict.deployment_id, verdict)
 
 
 @dataclass

@@ -17,7 +17,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.nats_url, s.runtime, s.http_host, s.http_port, s.api_port) == (
         "", "auto", "127.0.0.1", 8080, 0)
     assert (s.caddy_admin, s.database_url, s.domain) == ("", "", "localhost")
-    assert (s.kill_grace, s.drain, s.ack_wait) == (10.0, None, 30.0)
+    assert (s.kill_grace, s.drain, s.ack_wait, s.phase_margin) == (10.0, None, 30.0, 60.0)
     assert (s.webhook_url, s.webhook_secret) == ("", "")
     assert s.store_url == f"sqlite:///{tmp_path / '.dockyard' / 'dockyard.db'}"
 
@@ -30,7 +30,7 @@ def test_every_variable(tmp_path: Path) -> None:
         "DOCKYARD_API_PORT": "9100", "DOCKYARD_DATABASE_URL": "postgresql://u@h/db",
         "DOCKYARD_DOMAIN": "apps.example.com", "DOCKYARD_KILL_GRACE": "0",
         "DOCKYARD_DRAIN": "2.5", "DOCKYARD_ACK_WAIT": "12", "DOCKYARD_WEBHOOK_URL": "https://w",
-        "DOCKYARD_WEBHOOK_SECRET": "whsec_x"})
+        "DOCKYARD_WEBHOOK_SECRET": "whsec_x", "DOCKYARD_PHASE_MARGIN": "90"})
     assert s.data_dir == tmp_path / "d"
     assert (s.nats_url, s.runtime, s.http_host, s.http_port) == ("nats://h:4222", "process",
                                                                  "0.0.0.0", 9080)
@@ -38,6 +38,7 @@ def test_every_variable(tmp_path: Path) -> None:
         "http://127.0.0.1:2019", 9100, "postgresql://u@h/db", "apps.example.com")
     # A grace of 0 means SIGKILL at once: it is not replaced by the default.
     assert (s.kill_grace, s.drain, s.ack_wait) == (0.0, 2.5, 12.0)
+    assert s.phase_margin == 90.0
     assert (s.webhook_url, s.webhook_secret) == ("https://w", "whsec_x")
     assert s.store_url == "postgresql://u@h/db"
     assert s.bus_url() == "nats://h:4222"

@@ -103,6 +103,8 @@ class Settings:
     kill_grace: float = 10.0
     drain: float | None = None
     ack_wait: float = 30.0
+    # Added to every phase's deadline (the watchdog's, builder/watchdog.py).
+    phase_margin: float = 60.0
     webhook_url: str = ""
     webhook_secret: str = ""
     # Limits on what one request may bring (README: "Limits").
@@ -152,6 +154,7 @@ class Settings:
             kill_grace=_seconds(env, "DOCKYARD_KILL_GRACE", 10.0),
             drain=_float(env, "DOCKYARD_DRAIN", None),
             ack_wait=_seconds(env, "DOCKYARD_ACK_WAIT", 30.0, positive=True),
+            phase_margin=_seconds(env, "DOCKYARD_PHASE_MARGIN", 60.0, positive=True),
             webhook_url=env.get("DOCKYARD_WEBHOOK_URL", ""),
             webhook_secret=env.get("DOCKYARD_WEBHOOK_SECRET", ""),
             queue_limit=_int(env, "DOCKYARD_QUEUE_LIMIT", 20),

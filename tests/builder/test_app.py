@@ -30,6 +30,7 @@ from tests.events import data_type
 from tests.fakes import (
     FakeCancels,
     FakeHooks,
+    FakeInFlight,
     FakeLocks,
     FakeManifests,
     FakeNats,
@@ -55,8 +56,11 @@ async def test_each_request_reaches_its_handler_as_its_type() -> None:
 
     calls = await delivered_on_test_broker(SERVICE, Builder, [deploy, cancel, *others])
 
-    assert calls == [("on_deploy", deploy), ("on_cancel", cancel)]
+    # Every event also reaches the watchdog's record keeping, as its own type.
+    assert calls == [("on_deploy", deploy), ("on_cancel", cancel),
+                     *(("on_event", e) for e in others)]
     assert isinstance(calls[0][1], DeployRequested) and isinstance(calls[1][1], CancelRequested)
+    assert [type(e) for _, e in calls[2:]] == [DeployQueued, BuildStarted, DeployFailed]
 
 
 def test_publishing_an_undeclared_event_type_is_refused() -> None:
@@ -88,7 +92,8 @@ class BrokenQueue(FakeQueue):
 def builder(queue: FakeQueue) -> Builder:
     doors = BuilderDoors(queue=queue, locks=FakeLocks(), releases=FakeReleases(),
                          steps=FakeSteps(), cancels=FakeCancels(), hooks=FakeHooks(),
-                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes())
+                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes(),
+                         inflight=FakeInFlight())
     return Builder(service_context(SERVICE, RecordingBroker(), FakeNats()), doors,
                    FakeRuntimes(FakeRuntime()))
 

@@ -47,6 +47,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeHooks,
+    FakeInFlight,
     FakeLocks,
     FakeManifests,
     FakeMessage,
@@ -100,10 +101,10 @@ def world(settings: Settings | None = None) -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime()
     queue, locks, releases, steps = FakeQueue(), FakeLocks(), FakeReleases(), FakeSteps()
     cancels, hooks, manifests = FakeCancels(), FakeHooks(), FakeManifests()
-    sources, routes = FakeSources(), FakeRoutes()
+    sources, routes, inflight = FakeSources(), FakeRoutes(), FakeInFlight()
     doors = BuilderDoors(queue=queue, locks=locks, releases=releases, steps=steps,
                          cancels=cancels, hooks=hooks, manifests=manifests, sources=sources,
-                         routes=routes)
+                         routes=routes, inflight=inflight)
     builder = Builder(service_context(SERVICE, broker, nc, settings), doors,
                       FakeRuntimes(runtime))
     return World(builder=builder, broker=broker, nc=nc, runtime=runtime, queue=queue,
@@ -544,7 +545,8 @@ def builder(tmp: Any, queue_limit: int = 20) -> tuple[Builder, BuilderDoors, Dec
                          log=None)
     doors = BuilderDoors(queue=FakeQueue(), locks=FakeLocks(), releases=FakeReleases(),
                          steps=FakeSteps(), cancels=FakeCancels(), hooks=FakeHooks(),
-                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes())
+                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes(),
+                         inflight=FakeInFlight())
     return Builder(ctx, doors, Runtimes(settings)), doors, broker
 
 

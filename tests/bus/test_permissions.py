@@ -212,3 +212,18 @@ def test_the_api_follows_the_feed_and_deploy_logs_and_nothing_where_durables_liv
     readers = {n for n, p in ALL.items()
                if p.may_publish(f"$JS.API.CONSUMER.CREATE.{subjects.STREAM_LOGS}")}
     assert readers == {"cli", "reader", "api"}
+
+
+def test_only_the_builder_writes_deploys_in_flight_and_the_others_read_verdicts_only() -> None:
+    bucket = subjects.KV_INFLIGHT
+    get = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}"
+    for name in ("scheduler", "hook-runner", "router"):
+        p = ALL[name]
+        assert p.may_publish(f"{get}.timedout.d1"), name
+        assert not p.may_publish(f"{get}.app.shop"), name
+        assert not p.may_publish(f"$KV.{bucket}.timedout.d1"), name
+    builder = ALL["builder"]
+    assert builder.may_publish(f"$KV.{bucket}.app.shop")
+    assert builder.may_publish(f"$KV.{bucket}.timedout.d1")
+    assert not any(ALL[n].may_publish(f"$KV.{bucket}.app.shop")
+                   for n in ALL if n != "builder" and n != "admin")

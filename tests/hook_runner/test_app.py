@@ -11,6 +11,7 @@ from dockyard.contract.events import (
     EVENT_TYPES,
     BuildSucceeded,
     DeployAborted,
+    DeployFailed,
     Event,
     Fact,
     StartSucceeded,
@@ -27,6 +28,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     StartSucceeded: "on_start_succeeded",
     TrafficSwitched: "on_traffic_switched",
     DeployAborted: "on_deploy_aborted",
+    DeployFailed: "on_deploy_failed",
 }
 
 

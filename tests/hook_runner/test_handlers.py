@@ -37,7 +37,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.phase import Phase
 from dockyard.contract.plan import DEFAULT_MEMORY, Command, Plan, ProcessType
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, TimedOut
 from dockyard.hook_runner.app import SERVICE, HookRunnerDoors
 from dockyard.hook_runner.handlers import HookRunner
 from dockyard.pipeline.env import oneoff_env
@@ -49,6 +49,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeInFlight,
     FakeLocks,
     FakeMessage,
     FakeNats,
@@ -88,6 +89,7 @@ class World:
     config: FakeConfig
     routes: FakeRoutes
     dep: str
+    timeouts: FakeInFlight
 
     def events(self) -> list[tuple[type[Event[Any]], Any]]:
         """(type, data) of every event published so far."""
@@ -107,15 +109,17 @@ async def world() -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime()
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
+    timeouts = FakeInFlight()
     doors = HookRunnerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                            routes=routes)
+                            routes=routes, timeouts=timeouts)
     runner = HookRunner(service_context(SERVICE, broker, nc, Settings(kill_grace=4.0)), doors,
                         FakeRuntimes(runtime))
     dep = new_id()
     # The builder took the lock when the deploy's turn came; it stays taken until the end.
     assert await locks.acquire(APP, dep)
     return World(runner=runner, broker=broker, nc=nc, runtime=runtime, locks=locks,
-                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep)
+                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep,
+                 timeouts=timeouts)
 
 
 def about(phase: Phase, command: Command, index: int = 1, total: int = 1) -> CommandData:
@@ -611,3 +615,59 @@ async def test_a_redelivered_abort_ends_the_deploy_again_without_rerunning_anyth
     assert w.types() == [DeployFailed]
     assert w.ran() == ["./alert"] and w.runtime.removed == ["img"]
     assert w.locks.held == {}
+
+
+# ---------------------------------------------------------------- a deploy the watchdog ended
+
+
+def timed_out(w: World, spec: DeploySpec | None = SPEC) -> DeployFailed:
+    return make(DeployFailed, app=APP, deployment_id=w.dep, release=RELEASE, status="timeout",
+                reason="the start phase (scheduler) passed its deadline of 70s", spec=spec)
+
+
+def verdict(w: World, phase: str = "start") -> TimedOut:
+    return TimedOut(app=APP, deployment_id=w.dep, release=RELEASE, phase=phase,
+                    reason="the start phase (scheduler) passed its deadline of 70s")
+
+
+async def test_a_timed_out_deploy_runs_on_failure_once_outside_the_lock_and_ends_no_more(
+) -> None:
+    w = await world()
+    holds = holding_while_running(w)
+    await w.locks.release(APP, w.dep)  # the watchdog gave it up; another deploy may hold it
+    assert await w.locks.acquire(APP, "f" * 32)
+    await w.cancels.request(w.dep, "timed out")  # as the watchdog marks it
+    event = timed_out(w)
+
+    await w.runner.on_deploy_failed(event, FakeMessage().as_message())
+    await w.runner.on_deploy_failed(event, FakeMessage().as_message())  # redelivered
+
+    assert w.types() == [CommandStarted, CommandFinished]  # no second end
+    [spec] = w.runtime.ran
+    assert spec.env["DOCKYARD_FAILURE_STATUS"] == "timeout"
+    assert holds == [set()]
+    assert w.locks.held == {APP: "f" * 32}
+    assert w.runtime.removed == ["img"]
+
+
+async def test_other_ends_leave_on_failure_to_the_abort_path() -> None:
+    w = await world()
+    for event in (timed_out(w, spec=None), msgspec.structs.replace(
+            timed_out(w), data=msgspec.structs.replace(timed_out(w).data, status="hook-error"))):
+        await w.runner.on_deploy_failed(event, FakeMessage().as_message())
+    assert w.types() == [] and w.ran() == []
+
+
+async def test_a_late_abort_of_a_timed_out_deploy_ends_it_no_more() -> None:
+    w = await world()
+    w.timeouts.verdicts[w.dep] = verdict(w)
+    await w.runner.on_deploy_aborted(aborted(w, status="cancelled"), FakeMessage().as_message())
+    assert w.types() == [] and w.ran() == []
+
+
+async def test_timed_out_before_its_release_phase_on_failure_gets_the_current_config() -> None:
+    w = await world()
+    await w.config.change(APP, {"A": "1"}, [])
+    await w.runner.on_deploy_failed(timed_out(w), FakeMessage().as_message())
+    [spec] = w.runtime.ran
+    assert spec.env["A"] == "1"

@@ -32,7 +32,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
     event_id,
 )
-from dockyard.contract.state import LiveRelease, Pending
+from dockyard.contract.state import LiveRelease, Pending, TimedOut
 from dockyard.router import upstream_files
 from dockyard.router.app import SERVICE, RouterDoors
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, start_caddy
@@ -44,7 +44,7 @@ from dockyard.state.placements import Placement, PlacementWriter, open_placement
 from dockyard.state.steps import StepRecords, open_steps
 from tests.conftest import TEST, Bus
 from tests.events import make
-from tests.fakes import FakeMaintenance, FakePlacements, FakeRoutes, FakeSteps
+from tests.fakes import FakeInFlight, FakeMaintenance, FakePlacements, FakeRoutes, FakeSteps
 
 from .conftest import (
     FakeAdmin,
@@ -77,12 +77,14 @@ class Rig:
     verdicts: FakeSteps = field(default_factory=FakeSteps)  # the hook-runner's step records
     placements: FakePlacements = field(default_factory=FakePlacements)
     maintenance: FakeMaintenance = field(default_factory=FakeMaintenance)
+    timeouts: FakeInFlight = field(default_factory=FakeInFlight)
     emitter: RecordingEmitter = field(default_factory=RecordingEmitter)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         doors = RouterDoors(routes=self.routes, verdicts=self.verdicts,
-                            placements=self.placements, maintenance=self.maintenance)
+                            placements=self.placements, maintenance=self.maintenance,
+                            timeouts=self.timeouts)
         self.router = Router(admin=self.admin, doors=doors, emitter=self.emitter,
                              settings=Settings(data_dir=self.data_dir), log=LOG)
 
@@ -181,6 +183,17 @@ async def test_refused_when_postdeploy_failed(rig: Rig) -> None:
                    status="hook-error", reason="exit 1")
     await rig.verdicts.finish(event.deployment_id, POSTDEPLOY_STEP, failure)
     await assert_refused(rig, event, "is dockyard.hook.failed, not a success")
+
+
+async def test_refused_once_the_watchdog_ended_the_deploy(rig: Rig) -> None:
+    # Postdeploy passed, but the router was down past the switch's deadline: a late
+    # hook.succeeded must not bring a failed deploy's release in.
+    event = hook_succeeded("shop", deployment(), 1, [WEB])
+    await rig.gate(event)
+    rig.timeouts.verdicts[event.deployment_id] = TimedOut(
+        app="shop", deployment_id=event.deployment_id, release=1, phase="switch",
+        reason="the switch phase (router) passed its deadline of 60s")
+    await assert_refused(rig, event, "the deploy already ended as timeout: the switch phase")
 
 
 async def test_refused_with_instances_of_the_attackers_choosing(rig: Rig) -> None:

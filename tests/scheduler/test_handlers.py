@@ -13,6 +13,7 @@ from dockyard.contract.events import (
     AfterSwitchSucceeded,
     BuildFailed,
     DeployAborted,
+    DeployFailed,
     DeploySpec,
     DeploySucceeded,
     EndData,
@@ -32,7 +33,7 @@ from dockyard.contract.events import (
     new_id,
 )
 from dockyard.contract.plan import Health, Plan, ProcessType
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, TimedOut
 from dockyard.pipeline.env import instance_env
 from dockyard.runtime.base import InstanceSpec, StartError
 from dockyard.scheduler.app import SERVICE, SchedulerDoors
@@ -44,6 +45,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeInFlight,
     FakeLocks,
     FakeMessage,
     FakeNats,
@@ -80,6 +82,7 @@ class World:
     config: FakeConfig
     routes: FakeRoutes
     dep: str
+    timeouts: FakeInFlight
 
     def events(self) -> list[tuple[type[Event[Any]], Any]]:
         """(type, data) of every event published so far."""
@@ -99,15 +102,17 @@ async def world(drain: float = 0.0, keep: int = 1) -> World:
     broker, nc, runtime = RecordingBroker(), FakeNats(), FakeRuntime(serve_web=True)
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
+    timeouts = FakeInFlight()
     doors = SchedulerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                           routes=routes, placements=FakePlacements())
+                           routes=routes, placements=FakePlacements(), timeouts=timeouts)
     settings = Settings(drain=drain, kill_grace=2.0, keep_releases=keep)
     scheduler = Scheduler(service_context(SERVICE, broker, nc, settings), doors,
                           FakeRuntimes(runtime))
     dep = new_id()
     assert await locks.acquire(APP, dep)
     return World(scheduler=scheduler, broker=broker, nc=nc, runtime=runtime, locks=locks,
-                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep)
+                 cancels=cancels, steps=steps, config=config, routes=routes, dep=dep,
+                 timeouts=timeouts)
 
 
 @pytest.fixture
@@ -435,3 +440,45 @@ async def test_a_failed_after_switch_without_a_spec_only_aborts(w: World) -> Non
     await w.scheduler.on_after_switch_failed(event, FakeMessage().as_message())
     assert w.events() == [(DeployAborted, event.data)]
     assert w.runtime.stopped == []
+
+
+# ---------------------------------------------------------------- a deploy the watchdog ended
+
+
+def timed_out(w: World, status: str = "timeout") -> DeployFailed:
+    return make(DeployFailed, app=APP, deployment_id=w.dep, release=RELEASE, status=status,
+                reason="the start phase (scheduler) passed its deadline of 70s", spec=SPEC)
+
+
+async def test_a_timed_out_deploys_instances_go_when_the_scheduler_is_back(w: World) -> None:
+    await running(w, 2)
+    await running(w, 3, ("web", "worker"))
+    await w.scheduler.on_deploy_failed(timed_out(w), FakeMessage().as_message())
+    await w.scheduler.on_deploy_failed(timed_out(w), FakeMessage().as_message())  # again
+    assert w.runtime.stopped == [f"{APP}-3-web-1", f"{APP}-3-worker-2"]
+    assert w.ids(2) == [f"{APP}-2-web-1"]
+    assert w.events() == []  # the deploy ended: nothing more is announced
+
+
+async def test_a_timed_out_deploy_already_serving_keeps_serving_and_the_old_retire(
+        w: World) -> None:
+    await running(w, 2)
+    await running(w, 3)
+    await live(w, 2, OLD_SPEC, "d2")
+    await live(w, 3, SPEC, w.dep)
+    await w.scheduler.on_deploy_failed(timed_out(w), FakeMessage().as_message())
+    assert w.ids(3) == [f"{APP}-3-web-1"] and w.ids(2) == []
+    assert w.types() == [RetireSucceeded]
+
+
+async def test_other_failures_are_not_the_schedulers_to_clean(w: World) -> None:
+    await running(w, 3)
+    await w.scheduler.on_deploy_failed(timed_out(w, "hook-error"), FakeMessage().as_message())
+    assert w.runtime.stopped == []
+
+
+async def test_a_late_after_switch_of_a_timed_out_deploy_ends_it_no_more(w: World) -> None:
+    w.timeouts.verdicts[w.dep] = TimedOut(app=APP, deployment_id=w.dep, release=RELEASE,
+                                          phase="after-switch", reason="late")
+    await w.scheduler.on_after_switch_succeeded(after_switch(w), FakeMessage().as_message())
+    assert w.events() == []

@@ -20,6 +20,7 @@ from dockyard.state import (
     config,
     deliveries,
     hooks,
+    inflight,
     locks,
     maintenance,
     placements,
@@ -40,14 +41,17 @@ def test_each_services_door_set_is_its_declared_doors() -> None:
     assert doors_of(BuilderDoors) == [
         ("queue", queue.DOOR), ("locks", locks.DOOR), ("releases", releases.DOOR),
         ("steps", steps.OWN), ("cancels", cancels.WRITER), ("hooks", hooks.READER),
-        ("manifests", builds.STORE), ("sources", sources.READER), ("routes", routes.READER)]
+        ("manifests", builds.STORE), ("sources", sources.READER), ("routes", routes.READER),
+        ("inflight", inflight.WRITER)]
     shared = [("locks", locks.DOOR), ("cancels", cancels.READER), ("steps", steps.OWN),
               ("config", config.READER), ("routes", routes.READER)]
-    assert doors_of(HookRunnerDoors) == shared
-    assert doors_of(SchedulerDoors) == [*shared, ("placements", placements.WRITER)]
+    assert doors_of(HookRunnerDoors) == [*shared, ("timeouts", inflight.TIMEOUTS)]
+    assert doors_of(SchedulerDoors) == [*shared, ("placements", placements.WRITER),
+                                        ("timeouts", inflight.TIMEOUTS)]
     assert doors_of(RouterDoors) == [("routes", routes.WRITER), ("verdicts", steps.VERDICTS),
                                      ("placements", placements.READER),
-                                     ("maintenance", maintenance.READER)]
+                                     ("maintenance", maintenance.READER),
+                                     ("timeouts", inflight.TIMEOUTS)]
     assert doors_of(NotifierDoors) == [("sinks", sinks.READER), ("deliveries", deliveries.DOOR)]
     assert doors_of(ApiDoors) == [
         ("config", config.STORE), ("hooks", hooks.STORE), ("sinks", sinks.STORE),
@@ -60,7 +64,10 @@ def test_grants_follow_from_the_doors() -> None:
     assert grants_of(RouterDoors) == [Grant("kv", subjects.KV_ROUTES, "write"),
                                       Grant("kv", subjects.KV_STEPS, "read", keys="hook-runner"),
                                       Grant("kv", subjects.KV_PLACEMENTS, "read"),
-                                      Grant("kv", subjects.KV_MAINTENANCE, "read")]
+                                      Grant("kv", subjects.KV_MAINTENANCE, "read"),
+                                      # The watchdog's verdicts only, not the records in flight.
+                                      Grant("kv", subjects.KV_INFLIGHT, "read",
+                                            keys="timedout")]
     assert grants_of(NotifierDoors) == [Grant("kv", subjects.KV_SINKS, "read"),
                                         Grant("kv", subjects.KV_DELIVERIES, "write")]
     # The api writes only what its HTTP operations change: config, hooks, sinks, uploads,

@@ -19,6 +19,7 @@ from dockyard.runtime.select import Runtimes
 from dockyard.state.builds import ManifestStore
 from dockyard.state.cancels import CancelMarkers
 from dockyard.state.hooks import HookReader
+from dockyard.state.inflight import InFlightRecords
 from dockyard.state.locks import AppLocks
 from dockyard.state.queue import DeployQueue
 from dockyard.state.releases import ReleaseNumbers
@@ -40,13 +41,16 @@ class BuilderDoors:
     manifests: ManifestStore
     sources: SourceReader
     routes: RouteReader
+    inflight: InFlightRecords
 
 
 async def make(ctx: ServiceContext, doors: BuilderDoors) -> Builder:
-    """The builder, with the runtimes it builds on."""
+    """The builder, with the runtimes it builds on, and its watchdog running."""
     runtimes = Runtimes(ctx.settings)
     ctx.on_stop(runtimes.close)
-    return Builder(ctx, doors, runtimes)
+    builder = Builder(ctx, doors, runtimes)
+    ctx.spawn(builder.watch())
+    return builder
 
 
 SERVICE = Service(
@@ -55,6 +59,8 @@ SERVICE = Service(
     subscribes=(
         On(DeployRequested, "on_deploy"),
         On(CancelRequested, "on_cancel"),
+        # Every event: the watchdog's record of each deploy's phase and deadline.
+        On(None, "on_event", new_only=True),
     ),
     publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed),
     make=make,

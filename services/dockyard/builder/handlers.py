@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,12 +13,13 @@ import structlog
 from faststream.nats.annotations import NatsMessage
 
 from dockyard import archive
-from dockyard.builder import decide, queue
+from dockyard.builder import decide, queue, watchdog
 from dockyard.bus import metrics
 from dockyard.bus.broker import Rejected
 from dockyard.bus.logs import DeployLog, heading
 from dockyard.bus.service import ServiceContext
 from dockyard.contract.events import (
+    AnyEvent,
     BuildStarted,
     BuildSucceeded,
     CancelRequested,
@@ -32,11 +33,13 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import InvalidName
 from dockyard.contract.phase import Phase
+from dockyard.contract.state import InFlight, TimedOut
 from dockyard.pipeline import rollback
 from dockyard.pipeline.step import Steps
 from dockyard.plan.detect import read_build_files
 from dockyard.plan.merge import build_plan, read_manifest_files
 from dockyard.runtime.select import Runtimes
+from dockyard.state.locks import LockLost
 from dockyard.state.sources import SourceMissing, object_name
 
 if TYPE_CHECKING:
@@ -46,6 +49,15 @@ log = structlog.get_logger()
 
 WAIT_RETRY = 1.0  # seconds between looks at the queue while another deploy runs
 STEP = "build"
+ENDED = "ended"  # the builder saw the deploy's end: its late events keep no record alive
+TIMEOUT = "timeout"  # the watchdog's DeployFailed
+
+
+class _NoAck:
+    """The watchdog's steps have no message to keep in progress."""
+
+    async def in_progress(self) -> None:
+        return None
 
 
 class Builder:
@@ -59,6 +71,9 @@ class Builder:
         self.steps = Steps(doors.steps, ctx.emitter, ctx.settings.ack_wait / 3)
         settings = ctx.settings
         self.queue_limit = settings.queue_limit
+        self.grace = settings.kill_grace
+        self.margin = settings.phase_margin
+        self.drain = settings.drain
         self.keep_releases = settings.keep_releases
         self.log_max_bytes = settings.log_max_bytes
         self.limits = archive.Limits(max_bytes=settings.archive_max_bytes,
@@ -91,8 +106,8 @@ class Builder:
         if before != after:
             await self.emitter.emit(self._stamp(cmd, 0, Fact.of(DeployQueued,
                                                                  KindData(kind=cmd.kind))))
-        if queue.head(after) != cmd.deployment_id or not await self.doors.locks.acquire(
-                cmd.app, cmd.deployment_id):
+        if (queue.head(after) != cmd.deployment_id or await self._busy(cmd)
+                or not await self.doors.locks.acquire(cmd.app, cmd.deployment_id)):
             await msg.nack(delay=WAIT_RETRY)
             return
         _, left = await self.doors.queue.change(
@@ -109,6 +124,86 @@ class Builder:
             raise Rejected(str(exc)) from None
         await self.doors.cancels.request(cmd.deployment_id, cmd.reason)
         log.info("cancel requested", app=cmd.app, deployment_id=cmd.deployment_id)
+
+    async def _busy(self, cmd: DeployRequested) -> bool:
+        """Whether another deploy of the app is in flight (its lock may have lapsed between two
+        phases: it is not free until that deploy ended)."""
+        record = await self.doors.inflight.get(cmd.app)
+        return record is not None and record.deployment_id != cmd.deployment_id
+
+    async def on_event(self, event: AnyEvent) -> None:
+        """Keep each deploy's in-flight record: the phase its last event made due and that
+        phase's deadline; forget it when the deploy ends."""
+        if isinstance(event, watchdog.ENDS):
+            await self.doors.steps.put(event.deployment_id, ENDED, b"")
+            await self.doors.inflight.end(event.subject, event.deployment_id)
+            await self.doors.locks.release(event.subject, event.deployment_id)
+            return
+        if type(event) not in watchdog.PHASES:
+            return
+        if (await self.doors.steps.get(event.deployment_id, ENDED) is not None
+                or await self.doors.inflight.timed_out(event.deployment_id) is not None):
+            return  # a late event of an ended deploy
+        now = datetime.now(UTC)
+        await self.doors.inflight.change(event.subject, lambda current: watchdog.advance(
+            current, event, now, grace=self.grace, margin=self.margin, drain=self.drain))
+
+    async def watch(self) -> None:
+        """The watchdog: every few seconds, renew the locks of the deploys in flight and end
+        those past their phase's deadline."""
+        while True:
+            await asyncio.sleep(watchdog.EVERY)
+            try:
+                await self.look()
+            except Exception:  # a bus hiccup: look again next period
+                log.exception("watchdog look failed")
+
+    async def look(self, now: datetime | None = None) -> None:
+        """One look at every deploy in flight."""
+        now = now or datetime.now(UTC)
+        for record in await self.doors.inflight.all():
+            try:
+                await self._look_at(record, now)
+            except Exception:  # one deploy's hiccup must not keep the others from their turn
+                log.exception("watchdog look failed", app=record.app,
+                              deployment_id=record.deployment_id)
+
+    async def _look_at(self, record: InFlight, now: datetime) -> None:
+        verdict = await self.doors.inflight.timed_out(record.deployment_id)
+        if verdict is None and not watchdog.late(record, now):
+            try:
+                await self.doors.locks.refresh(record.app, record.deployment_id)
+            except LockLost as exc:
+                verdict = watchdog.timed_out(record, lost_to=exc.holder)
+            else:
+                if await self.doors.inflight.get(record.app) != record:
+                    # It moved on meanwhile; if it ended, the renewed lock must not linger.
+                    if await self.doors.steps.get(record.deployment_id, ENDED) is not None:
+                        await self.doors.locks.release(record.app, record.deployment_id)
+                return
+        await self._time_out(record, verdict or watchdog.timed_out(record))
+
+    async def _time_out(self, record: InFlight, verdict: TimedOut) -> None:
+        """End a deploy past its deadline, once whichever builder instance gets here first:
+        the verdict is recorded create-only, the DeployFailed under one step record (and one
+        event id); the phases still to run see the cancel marker; the lock and queue move on."""
+        verdict = await self.doors.inflight.time_out(verdict)
+        await self.doors.cancels.request(record.deployment_id, verdict.reason)
+        await self.steps.once(record.deployment_id, TIMEOUT, _NoAck(),
+                              partial(self._timed_out, record, verdict))
+        await self.doors.steps.put(record.deployment_id, ENDED, b"")
+        await self.doors.inflight.end(record.app, record.deployment_id)
+        await self.doors.locks.release(record.app, record.deployment_id)
+
+    async def _timed_out(self, record: InFlight, verdict: TimedOut) -> Event[Any]:
+        log.warning("deploy timed out", app=record.app, deployment_id=record.deployment_id,
+                    phase=record.phase, reason=verdict.reason)
+        deploy_log = DeployLog(self.nc, record.app, record.deployment_id, "builder",
+                               max_bytes=self.log_max_bytes)
+        await deploy_log.system(f"deploy failed: timeout: {verdict.reason}")
+        await deploy_log.flush()
+        return self.emitter.stamp(watchdog.failed(verdict, record), app=record.app,
+                                  deployment_id=record.deployment_id, release=record.release)
 
     async def _never(self) -> Event[Any]:
         raise AssertionError("only called when the outcome is recorded")

@@ -71,6 +71,8 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         # Which apps' hosts answer a maintenance page (written by the cli and the api, followed
         # by the router).
         kv(subjects.KV_MAINTENANCE),
+        # Each app's deploy in flight and its phase's deadline; the deploys the watchdog ended.
+        kv(subjects.KV_INFLIGHT, ttl=30 * DAY),
     )
 
 

@@ -33,13 +33,15 @@ Status = Literal[
     "switch-error",
     "cancelled",
     "rejected",
+    "timeout",
 ]
 # `rejected`: refused before its turn (the app's queue was full); nothing ran.
+# `timeout`: a phase passed its deadline (the builder's watchdog ended the deploy).
 FailedStatus = Literal["build-error", "release-error", "start-error", "hook-error",
-                       "switch-error", "cancelled", "rejected"]
+                       "switch-error", "cancelled", "rejected", "timeout"]
 FAILED_STATUSES: tuple[FailedStatus, ...] = ("build-error", "release-error", "start-error",
                                              "hook-error", "switch-error", "cancelled",
-                                             "rejected")
+                                             "rejected", "timeout")
 DeployKind = Literal["source", "config", "rollback"]
 TAIL_LINES = 100
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from dockyard.contract.events import DeploySpec, InstanceRef
+from dockyard.contract.events import DeploySpec, FailureData, InstanceRef
 
 
 class LiveRelease(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,3 +79,28 @@ class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
     status: DeliveryStatus = "pending"
     next_at: float = 0.0
     last: AttemptResult | None = None
+
+
+class InFlight(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's deploy between its build and its end: the phase now due and its deadline (the
+    builder's watchdog fails the deploy past it)."""
+
+    app: str
+    deployment_id: str
+    release: int
+    phase: str
+    since: datetime
+    deadline: datetime
+    spec: DeploySpec | None = None
+    # Set once the deploy failed: on-failure's deadline reports it, not a new reason.
+    failure: FailureData | None = None
+
+
+class TimedOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A deploy the watchdog ended: late events of its phases must not carry it on."""
+
+    app: str
+    deployment_id: str
+    release: int
+    phase: str
+    reason: str

@@ -38,6 +38,7 @@ KV_SINKS = "dockyard_sinks"
 KV_DELIVERIES = "dockyard_deliveries"
 KV_PLACEMENTS = "dockyard_placements"
 KV_MAINTENANCE = "dockyard_maintenance"
+KV_INFLIGHT = "dockyard_inflight"
 OBJ_SOURCES = "dockyard_sources"
 OBJ_BUILDS = "dockyard_builds"
 

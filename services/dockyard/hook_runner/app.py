@@ -26,6 +26,7 @@ from dockyard.hook_runner.handlers import HookRunner
 from dockyard.runtime.select import Runtimes
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
+from dockyard.state.inflight import TimeoutReader
 from dockyard.state.locks import AppLocks
 from dockyard.state.routes import RouteReader
 from dockyard.state.steps import StepRecords
@@ -40,6 +41,7 @@ class HookRunnerDoors:
     steps: StepRecords
     config: ConfigReader
     routes: RouteReader
+    timeouts: TimeoutReader
 
 
 async def make(ctx: ServiceContext, doors: HookRunnerDoors) -> HookRunner:
@@ -57,6 +59,8 @@ SERVICE = Service(
         On(StartSucceeded, "on_start_succeeded"),
         On(TrafficSwitched, "on_traffic_switched"),
         On(DeployAborted, "on_deploy_aborted"),
+        # A deploy the watchdog ended (`timeout`): on-failure runs, whenever we are back.
+        On(DeployFailed, "on_deploy_failed"),
     ),
     publishes=(ReleaseStarted, ReleaseSucceeded, ReleaseFailed, HookStarted, HookSucceeded,
                HookFailed, AfterSwitchSucceeded, AfterSwitchFailed, DeployFailed,

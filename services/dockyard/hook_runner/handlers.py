@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +17,7 @@ from dockyard.bus.service import ServiceContext
 from dockyard.contract.events import (
     BuildSucceeded,
     DeployAborted,
+    DeployFailed,
     DeploySpec,
     Event,
     Fact,
@@ -29,7 +34,7 @@ from dockyard.hook_runner import decide
 from dockyard.pipeline.artifacts import disposable_artifacts
 from dockyard.pipeline.phases import PhaseRun, run_phase
 from dockyard.pipeline.rollback import kept_specs
-from dockyard.pipeline.step import Steps
+from dockyard.pipeline.step import Steps, working
 from dockyard.runtime.select import Runtimes
 
 if TYPE_CHECKING:
@@ -38,6 +43,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 CONFIG_STEP = "config-version"
+# On-failure of a deploy the watchdog ended ran (there is no outcome event: the deploy ended).
+AFTER_TIMEOUT_STEP = "on-failure-after-timeout"
+
+
+class _NotCancelled:
+    """The on-failure of a timed-out deploy runs although the deploy is marked cancelled."""
+
+    async def reason(self, deployment_id: str) -> str | None:
+        del deployment_id
+        return None
+
+    @contextlib.asynccontextmanager
+    async def watching(self, deployment_id: str) -> AsyncIterator[asyncio.Event]:
+        del deployment_id
+        yield asyncio.Event()
 
 
 class HookRunner:
@@ -70,14 +90,45 @@ class HookRunner:
 
     async def on_deploy_aborted(self, event: DeployAborted, msg: NatsMessage) -> None:
         """On-failure commands, told the status and reason; then the deploy ends, lock released."""
+        if await self.doors.timeouts.timed_out(event.deployment_id) is not None:
+            # The watchdog ended it (on_deploy_failed runs on-failure): no second end.
+            log.info("late abort of a timed-out deploy ignored", app=event.subject,
+                     deployment_id=event.deployment_id)
+            return
         await self.steps.once(event.deployment_id, "on-failure-phase", msg,
                               partial(self._on_failure, event))
         await self.doors.locks.release(event.subject, event.deployment_id)
         log.info("deployed", app=event.subject, deployment_id=event.deployment_id,
                  release=event.release, status=event.data.status)
 
+    async def on_deploy_failed(self, event: DeployFailed, msg: NatsMessage) -> None:
+        """A deploy the watchdog ended (`timeout`), maybe while we were down: its on-failure
+        commands run once (outside the lock, which moved on), then its artifacts go."""
+        spec = event.data.spec
+        if event.data.status != "timeout" or spec is None:
+            return
+        done = (await self.doors.steps.get(event.deployment_id, AFTER_TIMEOUT_STEP) is not None
+                or await self.doors.steps.get(event.deployment_id, "on-failure-phase") is not None)
+        if done:
+            return
+        # Timed out before the release phase chose its config version: it is chosen now.
+        spec = decide.pinned(spec, await self._config_version(event.subject,
+                                                              event.deployment_id, spec))
+        async with working(msg, self.steps.beat):
+            deploy_log = self._log(event)
+            if spec.plan.on_failure:
+                run = await self._run(event, spec, decide.failure_env(event.data), deploy_log)
+                run = dataclasses.replace(run, cancels=_NotCancelled())
+                result = await run_phase(run, Phase.ON_FAILURE, spec.plan.on_failure)
+                if not result.ok:
+                    await deploy_log.system(f"on-failure: {result.reason(Phase.ON_FAILURE)}")
+            await self._dispose(event, spec)
+            await deploy_log.flush()
+        await self.doors.steps.put(event.deployment_id, AFTER_TIMEOUT_STEP, b"")
+
     async def _release(self, event: BuildSucceeded) -> Event[Any]:
-        spec = decide.pinned(event.data.spec, await self._config_version(event))
+        spec = decide.pinned(event.data.spec, await self._config_version(
+            event.subject, event.deployment_id, event.data.spec))
         if (reason := await self.doors.cancels.reason(event.deployment_id)) is not None:
             return self.emitter.after(event, decide.cancelled(ReleaseFailed, reason, spec))
         await self.emitter.emit(self.emitter.after(event, Fact.of(ReleaseStarted,
@@ -135,16 +186,16 @@ class HookRunner:
         await deploy_log.flush()
         return self.emitter.after(event, decide.deploy_failed(failed))
 
-    async def _config_version(self, event: BuildSucceeded) -> int:
+    async def _config_version(self, app: str, deployment_id: str, spec: DeploySpec) -> int:
         """The config version this release is made with, chosen once (the current one; a
         rollback's is pinned to the earlier release's)."""
-        if decide.config_pinned(event.data.spec):
-            return event.data.spec.config_version
-        chosen = await self.doors.steps.get(event.deployment_id, CONFIG_STEP)
+        if decide.config_pinned(spec):
+            return spec.config_version
+        chosen = await self.doors.steps.get(deployment_id, CONFIG_STEP)
         if chosen is not None:
             return int(chosen)
-        version = (await self.doors.config.current(event.subject)).version
-        await self.doors.steps.put(event.deployment_id, CONFIG_STEP, str(version).encode())
+        version = (await self.doors.config.current(app)).version
+        await self.doors.steps.put(deployment_id, CONFIG_STEP, str(version).encode())
         return version
 
     async def _run(self, event: Event[Any], spec: DeploySpec, extra: dict[str, str] | None = None,
@@ -161,7 +212,7 @@ class HookRunner:
         return DeployLog(self.nc, event.subject, event.deployment_id, "hook-runner",
                          max_bytes=self.log_max_bytes)
 
-    async def _dispose(self, event: DeployAborted, spec: DeploySpec) -> None:
+    async def _dispose(self, event: Event[Any], spec: DeploySpec) -> None:
         """Remove the artifacts the failed deploy made, once on-failure ran from them (never a
         kept release's: a failed rollback ran one)."""
         live = await self.doors.routes.live(event.subject)

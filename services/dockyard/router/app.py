@@ -15,6 +15,7 @@ from dockyard.contract.events import (
 )
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, CaddyUnreachable, ensure_caddy
 from dockyard.router.handlers import Router
+from dockyard.state.inflight import TimeoutReader
 from dockyard.state.maintenance import MaintenanceReader
 from dockyard.state.placements import PlacementReader
 from dockyard.state.routes import RouteWriter
@@ -30,6 +31,7 @@ class RouterDoors:
     verdicts: Verdicts
     placements: PlacementReader
     maintenance: MaintenanceReader
+    timeouts: TimeoutReader
 
 
 async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:

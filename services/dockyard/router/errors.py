@@ -43,3 +43,7 @@ class PlacementMismatch(Unverified):
 
 class ForeignHost(Unverified):
     """An instance to route to is not on the runtime's own host."""
+
+
+class EndedDeploy(Unverified):
+    """The builder's watchdog ended the deployment: a late event must not switch to it."""

@@ -26,7 +26,7 @@ from dockyard.contract.events import (
 from dockyard.router import upstream_files
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
 from dockyard.router.config import build_config, host_of, join_host_port
-from dockyard.router.errors import Unverified
+from dockyard.router.errors import EndedDeploy, Unverified
 from dockyard.router.routes import (
     Ignore,
     Republish,
@@ -66,6 +66,7 @@ class Router:
         self.verdicts = doors.verdicts
         self.placements = doors.placements
         self.maintenance = doors.maintenance
+        self.timeouts = doors.timeouts
         self.emitter = emitter
         self.domain = settings.domain
         self.listen = join_host_port(settings.http_host, settings.http_port)
@@ -151,6 +152,9 @@ class Router:
             checked_envelope(event, subject)  # before its names are used as keys
         except Unverified as exc:
             _refuse(log, exc)
+        if (ended := await self.timeouts.timed_out(event.deployment_id)) is not None:
+            _refuse(log, EndedDeploy(event.app, event.deployment_id,
+                                     f"the deploy already ended as timeout: {ended.reason}"))
         async with self.lock:
             live, pending, maintenance = await self._state()
             verdict = await self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP)

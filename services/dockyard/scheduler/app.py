@@ -10,6 +10,7 @@ from dockyard.contract.events import (
     AfterSwitchSucceeded,
     BuildFailed,
     DeployAborted,
+    DeployFailed,
     DeploySucceeded,
     HookFailed,
     ReleaseFailed,
@@ -24,6 +25,7 @@ from dockyard.runtime.select import Runtimes
 from dockyard.scheduler.handlers import Scheduler
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
+from dockyard.state.inflight import TimeoutReader
 from dockyard.state.locks import AppLocks
 from dockyard.state.placements import PlacementWriter
 from dockyard.state.routes import RouteReader
@@ -40,6 +42,7 @@ class SchedulerDoors:
     config: ConfigReader
     routes: RouteReader
     placements: PlacementWriter
+    timeouts: TimeoutReader
 
 
 async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
@@ -62,6 +65,8 @@ SERVICE = Service(
         On(TrafficFailed, "on_pre_switch_failure"),
         On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
         On(AfterSwitchFailed, "on_after_switch_failed"),
+        # A deploy the watchdog ended (`timeout`): its new instances go, whenever we are back.
+        On(DeployFailed, "on_deploy_failed"),
     ),
     publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
                RetireSucceeded),

@@ -17,6 +17,7 @@ from dockyard.contract.events import (
     AfterSwitchFailed,
     AfterSwitchSucceeded,
     BuildFailed,
+    DeployFailed,
     DeploySpec,
     Event,
     Fact,
@@ -66,9 +67,32 @@ class Scheduler:
         """A deploy failed before its switch: remove its new instances; on-failure comes next."""
         await self.steps.once(event.deployment_id, "abort", msg, partial(self._abort, event))
 
+    async def on_deploy_failed(self, event: DeployFailed, msg: NatsMessage) -> None:
+        """A deploy the watchdog ended (`timeout`), maybe while we were down: if its release was
+        never switched in, remove its instances; if it was, it serves: retire the old ones."""
+        spec = event.data.spec
+        if event.data.status != "timeout" or spec is None:
+            return
+        live = await self.doors.routes.live(event.subject)
+        if live is not None and live.release == event.release:
+            await self.steps.once(event.deployment_id, "retire", msg,
+                                  partial(self._retire, event, spec))
+            return
+        runtime = await self.runtimes.get(spec.runtime)
+        removed = await self._remove(runtime, event.subject, event.release)
+        if removed:
+            log.info("timed-out deploy's instances removed", app=event.subject,
+                     deployment_id=event.deployment_id, removed=removed)
+            deploy_log = self._log(event)
+            await deploy_log.system(f"deploy timed out: removed new instances: "
+                                    f"{', '.join(removed)}")
+            await deploy_log.flush()
+
     async def on_after_switch_succeeded(self, event: AfterSwitchSucceeded,
                                         msg: NatsMessage) -> None:
         """The deploy succeeded: the lock goes to the next deploy, then the old instances drain."""
+        if await self.doors.timeouts.timed_out(event.deployment_id) is not None:
+            return  # the watchdog ended it already (and the old instances are retired then)
         await self.steps.once(event.deployment_id, "end", msg,
                               partial(self._stamped, event, decide.succeeded()))
         log.info("deployed", app=event.subject, deployment_id=event.deployment_id,
