@@ -27,6 +27,7 @@ from dockyard.contract.events import (
     DeployRequested,
     DeploySucceeded,
     LogLine,
+    RunRequested,
     Terminal,
     new_id,
     type_of,
@@ -279,6 +280,42 @@ class DockyardClient:
         cmd = CancelRequested(deployment_id=deployment_id, app=app, reason=reason)
         await self.js.publish(subjects.CMD_CANCEL, codec.encode(cmd),
                                      headers={"Nats-Msg-Id": f"{deployment_id}:cancel"})
+
+    async def live(self, app: str) -> LiveRelease | None:
+        """The app's live release (None before its first deploy went live)."""
+        return await self.doors.routes.live(check_app(app))
+
+    async def run(self, app: str, command: str, on_line: Callable[[LogLine], Awaitable[None]],
+                  *, limit: float, run_id: str, wait: float | None = None) -> LogLine:
+        """Ask for a one-off run of `command` (stopped after `limit` seconds) from the app's
+        live release and follow its output (on_line, each line as it comes) to its last line,
+        which is returned (its exit_code says how it ended). ClientError after `wait` seconds
+        without that end."""
+        check_app(app)
+        check_deployment_id(run_id)
+        cmd = RunRequested(run_id=run_id, app=app, command=command, timeout=limit)
+        # Following first: the log's first lines cannot come before the follower is there.
+        sub = await self.js.subscribe(subjects.log(run_id), ordered_consumer=True,
+                                      stream=subjects.STREAM_LOGS,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            await self.js.publish(subjects.CMD_RUN, codec.encode(cmd),
+                                  headers={"Nats-Msg-Id": f"{run_id}:run"})
+            async with asyncio.timeout(wait):
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        continue
+                    line = codec.decode_as(msg.data, LogLine)
+                    if line.exit_code is not None:
+                        return line
+                    await on_line(line)
+        except TimeoutError:
+            raise ClientError(f"run {run_id} of {app} did not end within {wait:g}s: is the "
+                              "hook-runner running? (`dockyard status`)") from None
+        finally:
+            await sub.unsubscribe()
 
     async def config_change(self, app: str, set_: dict[str, str],
                             unset: list[str]) -> Versioned:

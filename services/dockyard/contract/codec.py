@@ -6,14 +6,20 @@ from typing import TypeVar
 
 import msgspec
 
-from dockyard.contract.events import AnyEvent, CancelRequested, DeployRequested, Message
+from dockyard.contract.events import (
+    AnyEvent,
+    CancelRequested,
+    DeployRequested,
+    Message,
+    RunRequested,
+)
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested] = msgspec.json.Decoder(
-    DeployRequested | CancelRequested)
+_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested | RunRequested] = (
+    msgspec.json.Decoder(DeployRequested | CancelRequested | RunRequested))
 
 
 def encode(message: Message | msgspec.Struct) -> bytes:
@@ -26,7 +32,7 @@ def decode_event(data: bytes) -> AnyEvent:
     return _event_decoder.decode(data)
 
 
-def decode_command(data: bytes) -> DeployRequested | CancelRequested:
+def decode_command(data: bytes) -> DeployRequested | CancelRequested | RunRequested:
     """Decode any command by its `type` tag."""
     return _command_decoder.decode(data)
 
@@ -36,10 +42,10 @@ def decode_as(data: bytes, type_: type[T]) -> T:
     return msgspec.json.decode(data, type=type_)
 
 
-_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested] = (
-    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested))
+_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested | RunRequested] = (
+    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested | RunRequested))
 
 
-def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested:
+def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested | RunRequested:
     """Decode any event or command by its `type` tag."""
     return _any_decoder.decode(data)

@@ -8,12 +8,13 @@ PREFIX = "dockyard"
 # Commands (requests to do something).
 CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
+CMD_RUN = f"{PREFIX}.cmd.run"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.
 EVT_ALL = f"{PREFIX}.evt.>"
 
-# Live deploy output: dockyard.log.<deployment_id>.
+# Live deploy output: dockyard.log.<deployment_id> (a one-off run's: dockyard.log.<run_id>).
 LOG_ALL = f"{PREFIX}.log.>"
 
 # Dead letters: dockyard.dlq.<service>.
