@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from dockyard.bus.topology import STREAM_FEED
 from dockyard.contract import codec, subjects
 from dockyard.contract.events import (
     AnyEvent,
+    AppLogLine,
     CancelRequested,
     DeployFailed,
     DeployRequested,
@@ -43,6 +45,7 @@ from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.merge import build_plan
 from dockyard.plan.operator import added, removed, validate_hook, validate_phase
+from dockyard.plan.procfile import PROCESS_NAME
 from dockyard.settings import Settings
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
@@ -491,6 +494,35 @@ class DockyardClient:
         async with aclosing(self._stream(STREAM_FEED, subject, follow, idle)) as msgs:
             async for msg in msgs:
                 await on_raw(msg.data)
+
+    async def app_log_lines(self, app: str, on_line: Callable[[AppLogLine], Awaitable[None]],
+                            *, process: str | None = None, last: int = 100,
+                            follow: bool = False) -> None:
+        """The last `last` kept lines of the app's running instances' output (of one process
+        type, if given), oldest first; with follow, then every new line until cancelled."""
+        check_app(app)
+        if process is not None and not PROCESS_NAME.fullmatch(process):
+            raise ClientError(f"not a process type name: {process!r} (letters, digits, - and _)")
+        sub = await self.js.subscribe(subjects.applogs_of(app, process), ordered_consumer=True,
+                                      stream=subjects.STREAM_APPLOGS,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            kept: deque[AppLogLine] = deque(maxlen=max(last, 0))
+            pending = (await sub.consumer_info()).num_pending or 0
+            while pending > 0:
+                msg = await sub.next_msg(timeout=10)
+                kept.append(codec.decode_as(msg.data, AppLogLine))
+                pending = msg.metadata.num_pending
+            for line in kept:
+                await on_line(line)
+            while follow:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                await on_line(codec.decode_as(msg.data, AppLogLine))
+        finally:
+            await sub.unsubscribe()
 
     async def log_lines(self, deployment_id: str, on_line: Callable[[LogLine], Awaitable[None]],
                         follow: bool, idle: float = 0.5, *, app: str | None = None) -> None:

@@ -587,3 +587,16 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     # Only on the last line of a one-off run (`dockyard run`): the command's exit code,
     # TIMEOUT_EXIT_CODE (-128) after its timeout, RUN_NOT_RUN (-1) when it could not run.
     exit_code: int | None = None
+
+
+class AppLogLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a running instance's own output, on
+    dockyard.applog.<app>.<process>.<instance> (redacted, cut)."""
+
+    app: str
+    process: str
+    instance: str
+    release: int
+    text: str
+    stream: Literal["out", "err"] = "out"
+    time: datetime = msgspec.field(default_factory=_now)
