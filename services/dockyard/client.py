@@ -508,11 +508,14 @@ class DockyardClient:
                                       config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
         try:
             kept: deque[AppLogLine] = deque(maxlen=max(last, 0))
-            pending = (await sub.consumer_info()).num_pending or 0
-            while pending > 0:
+            info = await sub.consumer_info()
+            # What is kept may have been pushed already (delivered, not yet read): each message
+            # says how many were still pending after it.
+            more = bool(info.num_pending or (info.delivered and info.delivered.consumer_seq))
+            while more:
                 msg = await sub.next_msg(timeout=10)
                 kept.append(codec.decode_as(msg.data, AppLogLine))
-                pending = msg.metadata.num_pending
+                more = msg.metadata.num_pending > 0
             for line in kept:
                 await on_line(line)
             while follow:
