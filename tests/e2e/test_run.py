@@ -3,14 +3,20 @@ live release with its config, output streamed, exit code passed through, capped,
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from dockyard.contract.events import DeploySucceeded
+from dockyard.contract import subjects
+from dockyard.contract.codec import decode_as
+from dockyard.contract.events import DeploySucceeded, LogLine
 from tests.e2e.apps import make_app
-from tests.e2e.cli_support import cli, deploy
+from tests.e2e.cli_support import DOCKYARD, cli, cli_env, deploy
 from tests.e2e.conftest import RUNTIMES, Running, start_running, stop_running
 
 # A deploy log's (and a run's) byte budget in this module's stack: small, so a cap is cheap.
@@ -81,3 +87,42 @@ async def test_a_run_that_prints_a_lot_is_capped(running: Running, tmp_path: Pat
     assert 0 < len(big.stdout.encode()) <= CAP
     assert "after" not in big.stdout.splitlines()
     assert "truncated: this deployment's log reached its 200,000-byte limit" in big.stderr
+
+
+async def test_ctrl_c_stops_following_and_the_run_goes_on_to_its_end(running: Running,
+                                                                      tmp_path: Path) -> None:
+    app = running.app_name("intr")
+    v1 = await deploy(running, app, make_app(tmp_path / "src", running.runtime, "v1"))
+    assert isinstance(v1.end, DeploySucceeded), (v1.end, v1.text)
+    proc = await asyncio.create_subprocess_exec(
+        DOCKYARD, "run", app, "--", "sh", "-c", "echo started; sleep 3; echo finished",
+        env=cli_env(running), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        # Streamed: the first line is printed while the command still sleeps.
+        first = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert first == b"started\n"
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 130
+        said = (await proc.stderr.read()).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    found = re.search(r"interrupted: run ([0-9a-f]{32}) goes on", said)
+    assert found, said
+
+    # The run ends all the same, its last line on its log subject.
+    sub = await running.client.js.subscribe(
+        subjects.log(found.group(1)), ordered_consumer=True, stream=subjects.STREAM_LOGS,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    try:
+        texts: list[str] = []
+        while True:
+            line = decode_as((await sub.next_msg(timeout=30)).data, LogLine)
+            if line.exit_code is not None:
+                break
+            texts.append(line.text)
+    finally:
+        await sub.unsubscribe()
+    assert line.exit_code == 0 and "finished" in texts
