@@ -50,6 +50,7 @@ from dockyard.runtime.base import (
     LogSink,
     OneOffResult,
     OneOffSpec,
+    OutputLine,
     Runtime,
     StartError,
 )
@@ -427,6 +428,8 @@ class FakeRuntime:
     on_call: Callable[[str, object], Awaitable[None]] | None = None
     serve_web: bool = False
     servers: dict[str, asyncio.Server] = field(default_factory=dict)
+    # Each instance's output lines (follow_output), by instance id.
+    outputs: dict[str, list[str]] = field(default_factory=dict)
 
     async def _called(self, operation: str, spec: object) -> None:
         if self.on_call is not None:
@@ -457,6 +460,19 @@ class FakeRuntime:
         code = self.exit_codes.get(spec.command, 0)
         artifact = f"{spec.artifact}+{spec.container}" if spec.commit and code == 0 else None
         return OneOffResult(exit_code=code, duration=0.01, artifact=artifact)
+
+    def follow_output(self, app: str, ref: InstanceRef,
+                      cursor: str | None = None) -> AsyncIterator[OutputLine]:
+        """`outputs[ref.id]`, after the line number `cursor` names, then what a test appends."""
+        return self._follow(ref, int(cursor) if cursor else 0)
+
+    async def _follow(self, ref: InstanceRef, done: int) -> AsyncIterator[OutputLine]:
+        while True:
+            lines = self.outputs.get(ref.id, [])
+            while done < len(lines):
+                done += 1
+                yield OutputLine(text=lines[done - 1], cursor=str(done))
+            await asyncio.sleep(0.01)
 
     async def start_instance(self, spec: InstanceSpec) -> InstanceRef:
         self.started.append(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -22,11 +23,13 @@ from dockyard.bus.topology import STREAM_FEED
 from dockyard.contract import codec, subjects
 from dockyard.contract.events import (
     AnyEvent,
+    AppLogLine,
     CancelRequested,
     DeployFailed,
     DeployRequested,
     DeploySucceeded,
     LogLine,
+    RunRequested,
     Terminal,
     new_id,
     type_of,
@@ -42,6 +45,7 @@ from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.merge import build_plan
 from dockyard.plan.operator import added, removed, validate_hook, validate_phase
+from dockyard.plan.procfile import PROCESS_NAME
 from dockyard.settings import Settings
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
@@ -280,6 +284,42 @@ class DockyardClient:
         await self.js.publish(subjects.CMD_CANCEL, codec.encode(cmd),
                                      headers={"Nats-Msg-Id": f"{deployment_id}:cancel"})
 
+    async def live(self, app: str) -> LiveRelease | None:
+        """The app's live release (None before its first deploy went live)."""
+        return await self.doors.routes.live(check_app(app))
+
+    async def run(self, app: str, command: str, on_line: Callable[[LogLine], Awaitable[None]],
+                  *, limit: float, run_id: str, wait: float | None = None) -> LogLine:
+        """Ask for a one-off run of `command` (stopped after `limit` seconds) from the app's
+        live release and follow its output (on_line, each line as it comes) to its last line,
+        which is returned (its exit_code says how it ended). ClientError after `wait` seconds
+        without that end."""
+        check_app(app)
+        check_deployment_id(run_id)
+        cmd = RunRequested(run_id=run_id, app=app, command=command, timeout=limit)
+        # Following first: the log's first lines cannot come before the follower is there.
+        sub = await self.js.subscribe(subjects.log(run_id), ordered_consumer=True,
+                                      stream=subjects.STREAM_LOGS,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            await self.js.publish(subjects.CMD_RUN, codec.encode(cmd),
+                                  headers={"Nats-Msg-Id": f"{run_id}:run"})
+            async with asyncio.timeout(wait):
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        continue
+                    line = codec.decode_as(msg.data, LogLine)
+                    if line.exit_code is not None:
+                        return line
+                    await on_line(line)
+        except TimeoutError:
+            raise ClientError(f"run {run_id} of {app} did not end within {wait:g}s: is the "
+                              "hook-runner running? (`dockyard status`)") from None
+        finally:
+            await sub.unsubscribe()
+
     async def config_change(self, app: str, set_: dict[str, str],
                             unset: list[str]) -> Versioned:
         """Change config vars; the new version (ConfigError for a name that cannot be changed)."""
@@ -454,6 +494,38 @@ class DockyardClient:
         async with aclosing(self._stream(STREAM_FEED, subject, follow, idle)) as msgs:
             async for msg in msgs:
                 await on_raw(msg.data)
+
+    async def app_log_lines(self, app: str, on_line: Callable[[AppLogLine], Awaitable[None]],
+                            *, process: str | None = None, last: int = 100,
+                            follow: bool = False) -> None:
+        """The last `last` kept lines of the app's running instances' output (of one process
+        type, if given), oldest first; with follow, then every new line until cancelled."""
+        check_app(app)
+        if process is not None and not PROCESS_NAME.fullmatch(process):
+            raise ClientError(f"not a process type name: {process!r} (letters, digits, - and _)")
+        sub = await self.js.subscribe(subjects.applogs_of(app, process), ordered_consumer=True,
+                                      stream=subjects.STREAM_APPLOGS,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        try:
+            kept: deque[AppLogLine] = deque(maxlen=max(last, 0))
+            info = await sub.consumer_info()
+            # What is kept may have been pushed already (delivered, not yet read): each message
+            # says how many were still pending after it.
+            more = bool(info.num_pending or (info.delivered and info.delivered.consumer_seq))
+            while more:
+                msg = await sub.next_msg(timeout=10)
+                kept.append(codec.decode_as(msg.data, AppLogLine))
+                more = msg.metadata.num_pending > 0
+            for line in kept:
+                await on_line(line)
+            while follow:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                await on_line(codec.decode_as(msg.data, AppLogLine))
+        finally:
+            await sub.unsubscribe()
 
     async def log_lines(self, deployment_id: str, on_line: Callable[[LogLine], Awaitable[None]],
                         follow: bool, idle: float = 0.5, *, app: str | None = None) -> None:

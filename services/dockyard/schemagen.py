@@ -23,6 +23,7 @@ from dockyard.contract.events import (
     COMMAND_TYPES,
     CONTRACT_VERSION,
     EVENT_TYPES,
+    AppLogLine,
     Event,
     LogLine,
     Message,
@@ -112,6 +113,15 @@ def asyncapi() -> dict[str, Any]:
     }
     messages["log_line"] = {"name": "LogLine", "contentType": "application/json",
                             "payload": {"$ref": "./json/log_line.json"}}
+    channels["app_log"] = {
+        "address": subjects.applog("{app}", "{process}", "{instance}"),
+        "parameters": {"app": {"description": "the app"},
+                       "process": {"description": "the instance's process type"},
+                       "instance": {"description": "the instance's id"}},
+        "messages": {"app_log_line": {"$ref": "#/components/messages/app_log_line"}},
+    }
+    messages["app_log_line"] = {"name": "AppLogLine", "contentType": "application/json",
+                                "payload": {"$ref": "./json/app_log_line.json"}}
     channels["dead_letters"] = {
         "address": subjects.dlq("{service}"),
         "parameters": {"service": {"description": "the service that rejected the message"}},
@@ -131,6 +141,7 @@ def rendered() -> dict[Path, str]:
     """Every generated file and its exact text."""
     files = {JSON_DIR / file_name(cls): schema_of(cls) for cls in (*COMMAND_TYPES, *EVENT_TYPES)}
     files[JSON_DIR / "log_line.json"] = schema_of(LogLine)
+    files[JSON_DIR / "app_log_line.json"] = schema_of(AppLogLine)
     files[ASYNCAPI] = asyncapi()
     files[OPENAPI] = openapi_document()
     return {path: json.dumps(doc, indent=2, sort_keys=True) + "\n" for path, doc in files.items()}

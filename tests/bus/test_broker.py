@@ -30,6 +30,7 @@ from dockyard.contract.events import (
     CommandFinished,
     DeployQueued,
     DeployRequested,
+    RunRequested,
     new_id,
 )
 from dockyard.contract.names import InvalidAppName, InvalidDeploymentId, InvalidName
@@ -51,6 +52,18 @@ def test_a_command_with_a_bad_app_name_is_refused(app: str) -> None:
 def test_a_command_with_a_bad_deployment_id_is_refused(dep: str) -> None:
     with pytest.raises(InvalidDeploymentId):
         check_names(subjects.CMD_CANCEL, CancelRequested(deployment_id=dep, app="shop"))
+
+
+@pytest.mark.parametrize("app", BAD_APPS)
+def test_a_run_request_with_a_bad_app_name_is_refused(app: str) -> None:
+    with pytest.raises(InvalidAppName):
+        check_names(subjects.CMD_RUN, RunRequested(run_id=GOOD, app=app, command="ls"))
+
+
+@pytest.mark.parametrize("run_id", BAD_IDS)
+def test_a_run_request_with_a_bad_run_id_is_refused(run_id: str) -> None:
+    with pytest.raises(InvalidDeploymentId):
+        check_names(subjects.CMD_RUN, RunRequested(run_id=run_id, app="shop", command="ls"))
 
 
 @pytest.mark.parametrize("app", BAD_APPS)

@@ -77,3 +77,14 @@ def test_a_release_number_needs_its_app() -> None:
         resolve("v2", KNOWN)
     with pytest.raises(NoSuchDeployment, match="no deployment of shop matches 'v9'"):
         resolve("v9", KNOWN, app="shop")
+
+
+def test_logs_reads_a_name_as_an_app_unless_it_can_only_be_a_deployment() -> None:
+    from dockyard.cli.refs import may_name_app
+
+    assert may_name_app("shop", None)
+    assert may_name_app("7b69", None)  # an app of that name wins over a deployment prefix
+    assert not may_name_app("shop", "shop")  # --app: REF is a deployment of it
+    assert not may_name_app("v7", None)
+    assert not may_name_app("0123456789abcdef0123456789abcdef", None)
+    assert not may_name_app("Not_An_App", None)

@@ -26,7 +26,13 @@ from dockyard.bus import metrics, tracing
 from dockyard.bus.auth import Credentials
 from dockyard.bus.permissions import inbox_prefix
 from dockyard.contract import codec, subjects
-from dockyard.contract.events import CancelRequested, DeployRequested, Event, Message
+from dockyard.contract.events import (
+    CancelRequested,
+    DeployRequested,
+    Event,
+    Message,
+    RunRequested,
+)
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 
 log = structlog.get_logger()
@@ -75,6 +81,9 @@ def check_names(nats_subject: str, message: Message) -> Message:
     elif isinstance(message, DeployRequested | CancelRequested):
         check_app(message.app)
         check_deployment_id(message.deployment_id)
+    elif isinstance(message, RunRequested):
+        check_app(message.app)
+        check_deployment_id(message.run_id)
     return message
 
 
@@ -269,7 +278,8 @@ async def publish(broker: NatsBroker, message: Message, subject: str | None = No
         # getattr: only commands have `subject` (a ClassVar); Message's type has none.
         target = subject or getattr(message, "subject")  # noqa: B009
         stream = subjects.STREAM_COMMANDS
-        msg_id = getattr(message, "deployment_id", "") + ":" + type(message).__name__
+        msg_id = (getattr(message, "deployment_id", "") or getattr(message, "run_id", "")) + \
+            ":" + type(message).__name__
         headers = {"Nats-Msg-Id": msg_id, "content-type": "application/json"}
     # The body is encoded here: FastStream would otherwise set its own content-type.
     body = codec.encode(message)

@@ -262,18 +262,30 @@ class DeployLog:
             await self._say_truncated()
         await self.nc.flush()
 
+    async def end(self, text: str, exit_code: int) -> None:
+        """A one-off run's last line: the exit code on it, published once (a redelivered run
+        publishes the same line again, and JetStream drops the copy by its id)."""
+        if self.dropped:
+            await self._say_truncated()
+        await self._publish(self.clean(text, LINE_MAX_BYTES), "system", exit_code=exit_code,
+                            msg_id=f"{self.deployment_id}:end")
+        await self.nc.flush()
+
     async def _say_truncated(self) -> None:
         dropped, self.dropped = self.dropped, 0
         await self._publish(truncated(dropped, self.max_bytes), "system")
 
-    async def _publish(self, text: str, stream: str) -> None:
+    async def _publish(self, text: str, stream: str, *, exit_code: int | None = None,
+                       msg_id: str | None = None) -> None:
         # Core publish: the LOGS stream keeps it without a round trip per line.
         msg = LogLine(deployment_id=self.deployment_id, app=self.app, text=text,
                       stream=stream,  # type: ignore[arg-type]
-                      source=self.source)
+                      source=self.source, exit_code=exit_code)
         self.used = (self.used or 0) + len(text.encode())
-        await self.nc.publish(self.subject, codec.encode(msg),
-                              headers={USED_HEADER: str(self.used)})
+        headers = {USED_HEADER: str(self.used)}
+        if msg_id is not None:
+            headers["Nats-Msg-Id"] = msg_id
+        await self.nc.publish(self.subject, codec.encode(msg), headers=headers)
 
     async def _used_so_far(self) -> int:
         """The bytes the deployment's log holds, as its last line says (0 for a new one)."""

@@ -170,15 +170,21 @@ def service_permissions(service: Service[Any]) -> Permissions:
         # A deploy log counts its bytes from its last line's header (bus/logs.py: get_last_msg
         # on the LOGS stream, a request whose body names the subject).
         publish.append(last_log_line())
+    if service.app_logs:
+        publish.append(subjects.APPLOG_ALL)
+        # Each instance's shipping goes on from its last line's cursor (scheduler/applogs.py).
+        publish.append(f"{API}.STREAM.MSG.GET.{subjects.STREAM_APPLOGS}")
     publish.append(subjects.dlq(name))
     publish += grants_subjects(grants_of(service.doors), name)
     return Permissions(publish=_unique(publish), subscribe=(f"{inbox_prefix(name)}.>",))
 
 
 def client_permissions(doors: type[Any], commands: Sequence[str]) -> Permissions:
-    """The CLI's: its doors, the commands it sends, and reading events, logs and dead letters."""
+    """The CLI's: its doors, the commands it sends, and reading events, logs (deploy logs and the
+    instances' output) and dead letters."""
     publish = [*commands, *grants_subjects(grants_of(doors), CLI)]
-    for stream in (STREAM_FEED, subjects.STREAM_LOGS, subjects.STREAM_DLQ):
+    for stream in (STREAM_FEED, subjects.STREAM_LOGS, subjects.STREAM_APPLOGS,
+                   subjects.STREAM_DLQ):
         publish += ephemeral_consumers(stream)
     return Permissions(publish=_unique(publish), subscribe=(f"{inbox_prefix(CLI)}.>",))
 

@@ -85,6 +85,8 @@ class Service(Generic[DS]):
     make: Callable[[ServiceContext, DS], Awaitable[object]]
     # Writes deploy log lines (dockyard.log.<deployment>).
     logs: bool = False
+    # Ships the running instances' output (dockyard.applog.<app>.<process>.<instance>).
+    app_logs: bool = False
     # Commands it may publish (the api's HTTP operations ask the pipeline through them).
     commands: tuple[type[Message], ...] = ()
     # Streams it follows through ordered consumers of its own (the api's live SSE views: the

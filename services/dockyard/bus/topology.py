@@ -26,10 +26,15 @@ DAY = 24 * 3600.0
 # consumers: an ephemeral consumer request names its consumer in its body and would update a
 # durable of that name, so readers never get to create consumers where the services' live.
 STREAM_FEED = "DOCKYARD_FEED"
+# What DOCKYARD_APPLOGS keeps of the instances' output: a week, 1 GiB, the last 10,000 lines of
+# each instance (the oldest go first).
+APPLOG_MAX_AGE = 7 * DAY
+APPLOG_MAX_BYTES = 1024 * 1024 * 1024
+APPLOG_LINES_PER_INSTANCE = 10_000
 
 
 def streams(replicas: int = 1) -> tuple[StreamConfig, ...]:
-    """The four streams and the readers' mirror of the events."""
+    """The five streams and the readers' mirror of the events."""
     file = StorageType.FILE
     return (
         StreamConfig(name=subjects.STREAM_EVENTS, subjects=[subjects.EVT_ALL], storage=file,
@@ -38,6 +43,10 @@ def streams(replicas: int = 1) -> tuple[StreamConfig, ...]:
                      num_replicas=replicas, max_age=30 * DAY, duplicate_window=300.0),
         StreamConfig(name=subjects.STREAM_LOGS, subjects=[subjects.LOG_ALL], storage=file,
                      num_replicas=replicas, max_age=30 * DAY),
+        # The instances' output: the last lines of each instance, a week at most, bounded.
+        StreamConfig(name=subjects.STREAM_APPLOGS, subjects=[subjects.APPLOG_ALL], storage=file,
+                     num_replicas=replicas, max_age=APPLOG_MAX_AGE, max_bytes=APPLOG_MAX_BYTES,
+                     max_msgs_per_subject=APPLOG_LINES_PER_INSTANCE, duplicate_window=120.0),
         StreamConfig(name=subjects.STREAM_DLQ, subjects=[subjects.DLQ_ALL], storage=file,
                      num_replicas=replicas, max_age=30 * DAY, retention=RetentionPolicy.LIMITS),
         StreamConfig(name=STREAM_FEED, mirror=StreamSource(name=subjects.STREAM_EVENTS),

@@ -20,14 +20,20 @@ from dockyard.cli.common import (
     settings_from,
     with_client,
 )
-from dockyard.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, DeploymentEnded
+from dockyard.cli.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DeploymentEnded,
+    ProcessNeedsApp,
+)
 from dockyard.cli.output import Output, err, out
 
 if TYPE_CHECKING:
     import asyncio
 
     from dockyard.client import DockyardClient, KnownDeployment
-    from dockyard.contract.events import AnyEvent, LogLine, Terminal
+    from dockyard.contract.events import AnyEvent, AppLogLine, LogLine, Terminal
 
 T = TypeVar("T")
 commands = typer.Typer()
@@ -291,19 +297,41 @@ def cancel(ref: DeploymentArg, app_name: AppOption = None, data_dir: DataDir = N
              "step and ends `cancelled`")
 
 
+def app_line_text(line: AppLogLine) -> str:
+    """One line of an app's instance output: when, which instance, what it wrote."""
+    instance = line.instance[:12] if len(line.instance) == 64 else line.instance
+    return f"{line.time:%Y-%m-%dT%H:%M:%S}Z {line.process}[{instance}]: {line.text}"
+
+
 @commands.command(rich_help_panel=PANEL, epilog=(
     "Examples:\n\n"
+    "  dockyard logs shop --process web --follow\n\n"
     "  dockyard logs 7b699a8c --follow\n\n"
     "  dockyard logs v3 --app shop --json"))
 def logs(
-    ref: DeploymentArg,
-    follow: Annotated[bool, typer.Option("--follow", "-f",
-                                         help="Keep going until it ends.")] = False,
+    ref: Annotated[str, typer.Argument(
+        metavar="APP|DEPLOYMENT",
+        help="An app's name: its running instances' output. Otherwise a deployment: its id, a "
+             "unique prefix of one (4+ characters) or a release number (v7, with --app). A "
+             "name of an existing app is the app, unless --app is given or it is a whole "
+             "32-digit deployment id.")],
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f",
+        help="Keep going: a deployment until it ends, an app until Ctrl-C.")] = False,
+    process: Annotated[str | None, typer.Option(
+        "--process", "-p", help="An app's logs: only this process type's instances (web).")]
+        = None,
+    lines: Annotated[int, typer.Option(
+        "--lines", "-n", min=0, max=10_000,
+        help="An app's logs: how many of the last kept lines to print first.")] = 100,
     app_name: AppOption = None,
     as_json: AsJson = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Print a deployment's log (kept by the bus); with --follow, live until it ends."""
+    """Print an app's running instances' output (the last lines kept by the bus), or a
+    deployment's log; with --follow, live."""
+    from dockyard.cli.refs import may_name_app
+
     settings = settings_from(data_dir)
     app = checked_app(app_name) if app_name is not None else None
 
@@ -313,7 +341,19 @@ def logs(
         else:
             print_line(line)
 
+    async def on_app_line(line: AppLogLine) -> None:
+        if as_json:
+            out.json(line)
+        else:
+            out.line(app_line_text(line), "yellow" if line.stream == "err" else None)
+
     async def body(client: DockyardClient) -> None:
+        if may_name_app(ref, app) and await client.app_exists(ref):
+            await client.app_log_lines(ref, on_app_line, process=process, last=lines,
+                                       follow=follow)
+            return
+        if process is not None:
+            raise ProcessNeedsApp(ref)
         found = await find_deployment(client, ref, app)
         await client.log_lines(found.id, on_line, follow and not found.ended, app=found.app)
 

@@ -80,3 +80,11 @@ class DeploymentEnded(CliError):
         self.deployment_id = deployment_id
         self.status = status
         super().__init__(f"deployment {deployment_id} already ended {status}: nothing to cancel")
+
+
+class ProcessNeedsApp(CliError):
+    """`logs --process` with a deployment (only an app's logs have process types)."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"--process is for an app's logs, and no app is named {ref!r}")

@@ -56,3 +56,20 @@ def resolve(ref: str, known: Iterable[KnownDeployment],
     if len(matches) > 1:
         raise AmbiguousDeployment(ref, [k.id for k in matches])
     return matches[0]
+
+
+def may_name_app(ref: str, app_option: str | None) -> bool:
+    """Whether `dockyard logs REF` may mean an app's running instances (if an app of that name
+    exists): not with --app, not a release number (`v7`), not a whole deployment id (32 hex
+    digits). Otherwise REF names a deployment."""
+    from dockyard.contract.names import InvalidName, check_app
+
+    if app_option is not None or release_number(ref) is not None:
+        return False
+    if re.fullmatch(r"[0-9a-f]{32}", ref.strip().lower()):
+        return False
+    try:
+        check_app(ref)
+    except InvalidName:
+        return False
+    return True

@@ -7,15 +7,21 @@ from typing import TypeVar
 
 import msgspec
 
-from dockyard.contract.events import AnyEvent, CancelRequested, DeployRequested, Message
+from dockyard.contract.events import (
+    AnyEvent,
+    CancelRequested,
+    DeployRequested,
+    Message,
+    RunRequested,
+)
 from dockyard.contract.text import one_line
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested] = msgspec.json.Decoder(
-    DeployRequested | CancelRequested)
+_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested | RunRequested] = (
+    msgspec.json.Decoder(DeployRequested | CancelRequested | RunRequested))
 
 
 def encode(message: Message | msgspec.Struct) -> bytes:
@@ -42,7 +48,7 @@ def decode_event(data: bytes) -> AnyEvent:
     return _decoded(_event_decoder.decode, data)
 
 
-def decode_command(data: bytes) -> DeployRequested | CancelRequested:
+def decode_command(data: bytes) -> DeployRequested | CancelRequested | RunRequested:
     """Decode any command by its `type` tag."""
     return _decoded(_command_decoder.decode, data)
 
@@ -52,10 +58,10 @@ def decode_as(data: bytes, type_: type[T]) -> T:
     return _decoded(lambda d: msgspec.json.decode(d, type=type_), data)
 
 
-_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested] = (
-    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested))
+_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested | RunRequested] = (
+    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested | RunRequested))
 
 
-def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested:
+def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested | RunRequested:
     """Decode any event or command by its `type` tag."""
     return _decoded(_any_decoder.decode, data)

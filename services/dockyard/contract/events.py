@@ -105,6 +105,26 @@ class CancelRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.canc
     subject: ClassVar[str] = subjects.CMD_CANCEL
 
 
+# A one-off's longest timeout (a day) and the one it gets unless asked otherwise (an hour).
+RUN_MAX_TIMEOUT = 24 * 3600.0
+RUN_DEFAULT_TIMEOUT = 3600.0
+# The exit code of a run's last line when the command could not run at all.
+RUN_NOT_RUN = -1
+
+
+class RunRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.run"):
+    """Ask for a one-off: `command` run once (by `sh -c`) from the app's live release, with
+    that release's config; its output and exit code go to dockyard.log.<run_id>."""
+
+    run_id: str
+    app: str
+    command: str
+    timeout: float = RUN_DEFAULT_TIMEOUT
+    requested_at: datetime = msgspec.field(default_factory=_now)
+
+    subject: ClassVar[str] = subjects.CMD_RUN
+
+
 # ---------------------------------------------------------------- what events carry
 
 
@@ -492,7 +512,7 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     NotificationFailed,
 ]
 EVENT_TYPES: tuple[type[Event[Any]], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
-COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested)
+COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested, RunRequested)
 # Every event whose data is a FailureData: a deploy that did not get through a phase.
 FailureEvent = Union[  # noqa: UP007
     BuildFailed, ReleaseFailed, StartFailed, HookFailed, TrafficFailed, AfterSwitchFailed,
@@ -565,4 +585,20 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     stream: Literal["out", "err", "system"] = "out"
     source: str = ""
+    time: datetime = msgspec.field(default_factory=_now)
+    # Only on the last line of a one-off run (`dockyard run`): the command's exit code,
+    # TIMEOUT_EXIT_CODE (-128) after its timeout, RUN_NOT_RUN (-1) when it could not run.
+    exit_code: int | None = None
+
+
+class AppLogLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a running instance's own output, on
+    dockyard.applog.<app>.<process>.<instance> (redacted, cut)."""
+
+    app: str
+    process: str
+    instance: str
+    release: int
+    text: str
+    stream: Literal["out", "err"] = "out"
     time: datetime = msgspec.field(default_factory=_now)

@@ -8,13 +8,17 @@ PREFIX = "dockyard"
 # Commands (requests to do something).
 CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
+CMD_RUN = f"{PREFIX}.cmd.run"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.
 EVT_ALL = f"{PREFIX}.evt.>"
 
-# Live deploy output: dockyard.log.<deployment_id>.
+# Live deploy output: dockyard.log.<deployment_id> (a one-off run's: dockyard.log.<run_id>).
 LOG_ALL = f"{PREFIX}.log.>"
+
+# The running instances' own output: dockyard.applog.<app>.<process>.<instance>.
+APPLOG_ALL = f"{PREFIX}.applog.>"
 
 # Dead letters: dockyard.dlq.<service>.
 DLQ_ALL = f"{PREFIX}.dlq.>"
@@ -24,6 +28,7 @@ STREAM_EVENTS = "DOCKYARD_EVENTS"
 STREAM_COMMANDS = "DOCKYARD_COMMANDS"
 STREAM_LOGS = "DOCKYARD_LOGS"
 STREAM_DLQ = "DOCKYARD_DLQ"
+STREAM_APPLOGS = "DOCKYARD_APPLOGS"
 
 # KV buckets (one per piece of state, so a permission names a bucket) and object stores.
 KV_LOCKS = "dockyard_locks"
@@ -61,6 +66,16 @@ def app_events(app: str) -> str:
 def log(deployment_id: str) -> str:
     """Subject of one deployment's live output."""
     return f"{PREFIX}.log.{deployment_id}"
+
+
+def applog(app: str, process: str, instance: str) -> str:
+    """Subject of one running instance's output."""
+    return f"{PREFIX}.applog.{app}.{process}.{instance}"
+
+
+def applogs_of(app: str, process: str | None = None) -> str:
+    """Wildcard subject of an app's instances' output (of one process type, if given)."""
+    return f"{PREFIX}.applog.{app}.{process or '*'}.*"
 
 
 def dlq(service: str) -> str:

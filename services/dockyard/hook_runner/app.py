@@ -1,4 +1,5 @@
-"""The hook-runner's doors: the events that start each hook phase in; phase outcomes out."""
+"""The hook-runner's doors: the events that start each hook phase in, and one-off run requests;
+phase outcomes out (a run's output and exit code go to its log)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dockyard.contract.events import (
     ReleaseFailed,
     ReleaseStarted,
     ReleaseSucceeded,
+    RunRequested,
     StartSucceeded,
     TrafficSwitched,
 )
@@ -61,6 +63,7 @@ SERVICE = Service(
         On(DeployAborted, "on_deploy_aborted"),
         # A deploy the watchdog ended (`timeout`): on-failure runs, whenever we are back.
         On(DeployFailed, "on_deploy_failed"),
+        On(RunRequested, "on_run_requested"),
     ),
     publishes=(ReleaseStarted, ReleaseSucceeded, ReleaseFailed, HookStarted, HookSucceeded,
                HookFailed, AfterSwitchSucceeded, AfterSwitchFailed, DeployFailed,

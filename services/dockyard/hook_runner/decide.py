@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from dockyard.contract.events import (
+    RUN_MAX_TIMEOUT,
     AfterSwitchFailed,
     AfterSwitchSucceeded,
     DeployFailed,
@@ -18,11 +19,14 @@ from dockyard.contract.events import (
     InstancesData,
     ReleaseFailed,
     ReleaseSucceeded,
+    RunRequested,
     SpecData,
 )
 from dockyard.contract.phase import Phase
 from dockyard.contract.plan import Command
+from dockyard.contract.state import LiveRelease
 from dockyard.pipeline.phases import PhaseResult
+from dockyard.runtime.base import TIMEOUT_EXIT_CODE
 
 FailureEvent = type[Event[FailureData]]
 
@@ -110,3 +114,29 @@ def failure_env(aborted: FailureData) -> dict[str, str]:
 def deploy_failed(aborted: FailureData) -> Fact[FailureData]:
     """The end of a failed deploy, with the failure that ended it (the spec left out)."""
     return Fact.of(DeployFailed, msgspec.structs.replace(aborted, spec=None))
+
+
+# ---------------------------------------------------------------- one-off runs (`dockyard run`)
+
+
+def run_refusal(cmd: RunRequested, live: LiveRelease | None) -> str | None:
+    """Why a one-off cannot run (None: it can): a blank command, a timeout out of range, or
+    an app with no live release to run it from."""
+    if not cmd.command.strip():
+        return "no command to run"
+    if not 0 < cmd.timeout <= RUN_MAX_TIMEOUT:
+        return f"timeout must be more than 0 and at most {RUN_MAX_TIMEOUT:g} seconds"
+    if live is None:
+        return f"app {cmd.app!r} has no live release to run from: deploy it first"
+    return None
+
+
+def run_end(exit_code: int, duration: float, timeout: float, *, timed_out: bool = False,
+            cancelled: bool = False) -> tuple[str, int]:
+    """A run's last log line and the exit code it carries."""
+    if timed_out:
+        return (f"timed out after {timeout:g}s: stopped (SIGTERM, then SIGKILL)",
+                TIMEOUT_EXIT_CODE)
+    if cancelled:
+        return f"cancelled after {duration:.1f}s: stopped", exit_code
+    return f"exit code {exit_code} in {duration:.1f}s", exit_code

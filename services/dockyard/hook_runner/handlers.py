@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 from faststream.nats.annotations import NatsMessage
 
 from dockyard.bus.logs import DeployLog
 from dockyard.bus.service import ServiceContext
 from dockyard.contract.events import (
+    RUN_NOT_RUN,
     BuildSucceeded,
     DeployAborted,
     DeployFailed,
@@ -25,16 +27,20 @@ from dockyard.contract.events import (
     HookStarted,
     ReleaseFailed,
     ReleaseStarted,
+    RunRequested,
     SpecData,
     StartSucceeded,
     TrafficSwitched,
 )
 from dockyard.contract.phase import Phase
+from dockyard.contract.plan import DEFAULT_MEMORY
 from dockyard.hook_runner import decide
 from dockyard.pipeline.artifacts import disposable_artifacts
+from dockyard.pipeline.env import oneoff_env
 from dockyard.pipeline.phases import PhaseRun, run_phase
 from dockyard.pipeline.rollback import kept_specs
 from dockyard.pipeline.step import Steps, working
+from dockyard.runtime.base import OneOffSpec
 from dockyard.runtime.select import Runtimes
 
 if TYPE_CHECKING:
@@ -58,6 +64,19 @@ class _NotCancelled:
     async def watching(self, deployment_id: str) -> AsyncIterator[asyncio.Event]:
         del deployment_id
         yield asyncio.Event()
+
+# The step record of a one-off run (keyed by its run id): how it ended.
+RUN_STEP = "run"
+# A one-off's CONTAINER and DOCKYARD_PHASE (Heroku names its one-off dynos run.N).
+RUN_CONTAINER = "run"
+RUN_PHASE = "run"
+
+
+class RunEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """How a one-off run ended: its last log line and the exit code on it."""
+
+    text: str
+    exit_code: int
 
 
 class HookRunner:
@@ -125,6 +144,50 @@ class HookRunner:
             await self._dispose(event, spec)
             await deploy_log.flush()
         await self.doors.steps.put(event.deployment_id, AFTER_TIMEOUT_STEP, b"")
+
+    async def on_run_requested(self, cmd: RunRequested, msg: NatsMessage) -> None:
+        """A one-off from the app's live release, with that release's config: its output, then
+        a last line with its exit code, on dockyard.log.<run_id>. Once: the ending is recorded
+        before it is published, so a redelivered request only publishes the same last line
+        again (dropped as a duplicate). Takes no deploy lock: a one-off may run beside a
+        deploy, from the release live when it starts."""
+        run_log = DeployLog(self.nc, cmd.app, cmd.run_id, "hook-runner",
+                            max_bytes=self.log_max_bytes)
+        recorded = await self.doors.steps.get(cmd.run_id, RUN_STEP)
+        if recorded is not None:
+            end = msgspec.json.decode(recorded, type=RunEnd)
+        else:
+            async with working(msg, self.steps.beat):
+                end = await self._oneoff(cmd, run_log)
+            await self.doors.steps.put(cmd.run_id, RUN_STEP, msgspec.json.encode(end))
+        await run_log.end(end.text, end.exit_code)
+        log.info("ran one-off", app=cmd.app, run_id=cmd.run_id, exit_code=end.exit_code)
+
+    async def _oneoff(self, cmd: RunRequested, run_log: DeployLog) -> RunEnd:
+        live = await self.doors.routes.live(cmd.app)
+        if (reason := decide.run_refusal(cmd, live)) is not None:
+            return RunEnd(text=reason, exit_code=RUN_NOT_RUN)
+        assert live is not None, "run_refusal refuses an app with no live release"
+        spec = live.spec
+        values = await self.doors.config.at_version(cmd.app, spec.config_version)
+        run_log.secrets = values
+        env = oneoff_env(values, app=cmd.app, container=RUN_CONTAINER, artifact=spec.artifact,
+                         release=live.release, deployment_id=cmd.run_id, phase=RUN_PHASE)
+        oneoff = OneOffSpec(app=cmd.app, deployment_id=cmd.run_id, release=live.release,
+                            phase=RUN_PHASE, container=RUN_CONTAINER, artifact=spec.artifact,
+                            command=cmd.command, env=env, timeout=cmd.timeout,
+                            memory=DEFAULT_MEMORY, kill_grace=self.kill_grace)
+        await run_log.system(f"running on release v{live.release}: {cmd.command}")
+        try:
+            runtime = await self.runtimes.get(spec.runtime)
+            outcome = await runtime.run_oneoff(oneoff, run_log)
+        except Exception as exc:  # the runtime itself failed: the command did not run
+            log.exception("one-off failed to run", app=cmd.app, run_id=cmd.run_id)
+            return RunEnd(text=run_log.clean(f"could not run the command: {exc}"),
+                          exit_code=RUN_NOT_RUN)
+        text, code = decide.run_end(outcome.exit_code, outcome.duration, cmd.timeout,
+                                    timed_out=outcome.timed_out, cancelled=outcome.cancelled)
+        return RunEnd(text=text, exit_code=code)
 
     async def _release(self, event: BuildSucceeded) -> Event[Any]:
         spec = decide.pinned(event.data.spec, await self._config_version(

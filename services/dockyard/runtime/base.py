@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -80,6 +81,15 @@ class InstanceSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OutputLine:
+    """One line a running instance wrote, and where its output goes on after it."""
+
+    text: str
+    cursor: str  # give it back to follow_output to go on after this line
+    stream: str = "out"
+
+
 class Runtime(Protocol):
     """What the builder, hook-runner and scheduler need from wherever apps run."""
 
@@ -104,6 +114,11 @@ class Runtime(Protocol):
 
     async def list_instances(self, app: str) -> list[InstanceRef]:
         """Instances of an app that exist now (found again after a restart)."""
+
+    def follow_output(self, app: str, ref: InstanceRef,
+                      cursor: str | None = None) -> AsyncIterator[OutputLine]:
+        """An instance's output by lines, from its start (or after `cursor`), then live, for
+        as long as the caller reads."""
 
     async def remove_artifact(self, artifact: str) -> None:
         """Delete an artifact no release uses any more (in use or gone: ignored)."""

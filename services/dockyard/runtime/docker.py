@@ -22,7 +22,7 @@ from dockyard.contract.events import InstanceRef
 from dockyard.contract.plan import Buildpack
 from dockyard.plan import node, python
 from dockyard.runtime import docker_config as dc
-from dockyard.runtime import generated
+from dockyard.runtime import generated, output
 from dockyard.runtime.base import (
     TIMEOUT_EXIT_CODE,
     BuildError,
@@ -30,6 +30,7 @@ from dockyard.runtime.base import (
     LogSink,
     OneOffResult,
     OneOffSpec,
+    OutputLine,
     StartError,
 )
 from dockyard.runtime.buildpacks import BuildStepFailed, MissingTool, first_error
@@ -451,6 +452,26 @@ class DockerRuntime:
         await self._stop(container, grace)
         await self._remove(container, app)
         logger.info("stopped", id=ref.id[:12], process=ref.process, release=ref.release)
+
+    async def follow_output(self, app: str, ref: InstanceRef,
+                            cursor: str | None = None) -> AsyncIterator[OutputLine]:
+        """The container's log (stdout and stderr together) by lines, after the time (ns since
+        the epoch) `cursor` names, then live until the container stops."""
+        after = output.file_cursor(cursor)
+        params: dict[str, Any] = {"timestamps": True}
+        if after:
+            params["since"] = str(after // 1_000_000_000)
+        container = self.docker.containers.container(ref.id)
+        pending = ""
+        chunks: AsyncIterator[str] = container.log(stdout=True, stderr=True, follow=True,
+                                                   **params)
+        async for chunk in chunks:
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            for raw in lines:
+                found = output.docker_line(raw)
+                if found is not None and found[0] > after:
+                    yield OutputLine(text=found[1], cursor=str(found[0]))
 
     async def list_instances(self, app: str) -> list[InstanceRef]:
         """The app's running instance containers, found by their labels."""

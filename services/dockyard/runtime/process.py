@@ -17,7 +17,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import structlog
 from dockyard.contract.events import InstanceRef
 from dockyard.contract.plan import Buildpack, BuildStep
 from dockyard.plan import node, python
-from dockyard.runtime import buildpacks, depcache, runs
+from dockyard.runtime import buildpacks, depcache, output, runs
 from dockyard.runtime.apptree import (
     AppTree,
     copy_tree,
@@ -45,6 +45,7 @@ from dockyard.runtime.base import (
     LogSink,
     OneOffResult,
     OneOffSpec,
+    OutputLine,
     StartError,
 )
 from dockyard.runtime.shim import (
@@ -70,6 +71,7 @@ START_WAIT = 15.0  # how long a shim may take to start its command
 START_TAIL = 20
 STOP_SLACK = 5.0  # past the grace, how long a shim may take to end its tree before SIGKILL
 BUILD_GRACE = 10.0
+OUTPUT_POLL = 0.25  # how often a followed instance output file is looked at for more
 INSTANCE_GRACE = 10.0  # a stop names its own grace; this is the shim's if a stop names none
 RUN_KEEP = 3600.0  # a taken result stays this long, for a runner that died before recording it
 POLL = 0.05
@@ -740,6 +742,26 @@ class ProcessRuntime:
                                      uid_of(app) if self.isolated else None)
                 self._forget(rec)
         return sorted(refs, key=lambda r: r.id)
+
+    async def follow_output(self, app: str, ref: InstanceRef,
+                            cursor: str | None = None) -> AsyncIterator[OutputLine]:
+        """The instance's output file (stdout and stderr together) by lines, from the byte
+        offset `cursor` names, then as it grows (looked at every OUTPUT_POLL seconds)."""
+        path = log_path(self.root, app, ref.id)
+        read_at = output.file_cursor(cursor)
+        pending = b""
+        while True:
+            data = await asyncio.to_thread(output.read_from, path, read_at)
+            if data is None:  # truncated: from its start again
+                read_at, pending = 0, b""
+                continue
+            if not data:
+                await asyncio.sleep(OUTPUT_POLL)
+                continue
+            read_at += len(data)
+            lines, pending = output.complete_lines(pending, data, read_at)
+            for line in lines:
+                yield line
 
     async def close(self) -> None:
         """Nothing to release: instances keep running, their records stay for the next start."""

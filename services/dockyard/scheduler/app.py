@@ -1,4 +1,5 @@
-"""The scheduler's doors: release, failure and after-switch events in; start, abort, end out."""
+"""The scheduler's doors: release, failure and after-switch events in; start, abort, end out;
+the running instances' output shipped to dockyard.applog.*."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dockyard.contract.events import (
     TrafficFailed,
 )
 from dockyard.runtime.select import Runtimes
+from dockyard.scheduler.applogs import AppLogShipper
 from dockyard.scheduler.handlers import Scheduler
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
@@ -49,6 +51,10 @@ async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
     """The scheduler, with the runtimes its instances run on."""
     runtimes = Runtimes(ctx.settings)
     ctx.on_stop(runtimes.close)
+    # The running instances' output, shipped to dockyard.applog.* for `dockyard logs APP`.
+    shipper = AppLogShipper(ctx.nc, doors.routes, doors.config, runtimes)
+    ctx.spawn(shipper.run())
+    ctx.on_stop(shipper.close)
     return Scheduler(ctx, doors, runtimes)
 
 
@@ -72,4 +78,5 @@ SERVICE = Service(
                RetireSucceeded),
     make=make,
     logs=True,
+    app_logs=True,
 )
