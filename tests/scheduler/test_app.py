@@ -19,6 +19,7 @@ from dockyard.contract.events import (
     ReleaseSucceeded,
     StartFailed,
     TrafficFailed,
+    TrafficScaled,
 )
 from dockyard.scheduler.app import SERVICE
 from dockyard.scheduler.handlers import Scheduler
@@ -35,6 +36,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     TrafficFailed: "on_pre_switch_failure",
     AfterSwitchSucceeded: "on_after_switch_succeeded",
     AfterSwitchFailed: "on_after_switch_failed",
+    TrafficScaled: "on_traffic_scaled",
 }
 
 

@@ -44,6 +44,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeFormations,
     FakeLocks,
     FakeMessage,
     FakeNats,
@@ -100,7 +101,8 @@ async def world(drain: float = 0.0, keep: int = 1) -> World:
     locks, cancels, steps, config, routes = (FakeLocks(), FakeCancels(), FakeSteps(),
                                              FakeConfig(), FakeRoutes())
     doors = SchedulerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                           routes=routes, placements=FakePlacements())
+                           routes=routes, placements=FakePlacements(),
+                           formation=FakeFormations())
     settings = Settings(drain=drain, kill_grace=2.0, keep_releases=keep)
     scheduler = Scheduler(service_context(SERVICE, broker, nc, settings), doors,
                           FakeRuntimes(runtime))

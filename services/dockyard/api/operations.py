@@ -25,14 +25,22 @@ from dockyard.api.models import (
     OperationAccepted,
     OperatorHooksView,
     OperatorHookView,
+    RestartRequest,
     RollbackRequest,
+    ScaleRequest,
     SinkAdd,
     SinkAdded,
     SinksView,
     SinkView,
 )
 from dockyard.archive import Limits, SourceError, scan
-from dockyard.contract.events import CancelRequested, DeployRequested, new_id
+from dockyard.contract.events import (
+    MAX_SCALE,
+    CancelRequested,
+    DeployRequested,
+    ScaleRequested,
+    new_id,
+)
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
@@ -216,6 +224,40 @@ class Operations:
             reason=f"rollback to v{target.release}"), f"{dep}:deploy")
         return OperationAccepted(app=app, operation="rollback", deployment_id=dep,
                                  warning=rollback.DATABASE_WARNING, links=links(app, dep))
+
+    # ------------------------------------------------------------ scale and restart
+
+    async def scale(self, app: str, body: ScaleRequest) -> OperationAccepted:
+        """Ask the scheduler to run `count` instances of one process type of the live release
+        (NotFound without a live release; BadRequest for an unknown type or a count out of
+        0..20)."""
+        return await self._operate(app, "scale", {body.process: body.count}, None)
+
+    async def restart(self, app: str, body: RestartRequest) -> OperationAccepted:
+        """Ask the scheduler to replace the live release's instances, one type or all."""
+        return await self._operate(app, "restart", {}, body.process)
+
+    async def _operate(self, app: str, kind: str, counts: dict[str, int],
+                       process: str | None) -> OperationAccepted:
+        check_app(app)
+        live = await self.doors.routes.live(app)
+        if live is None:
+            raise NotFound(f"{app} has no live release to {kind}")
+        known = [p.name for p in live.spec.plan.processes]
+        for name in [*counts, *([process] if process else [])]:
+            if name not in known:
+                raise BadRequest(f"no process type {name!r} in the live release "
+                                 f"(it has {', '.join(known) or 'none'})")
+        for name, count in counts.items():
+            if not 0 <= count <= MAX_SCALE:
+                raise BadRequest(f"{name}={count}: a count must be between 0 and {MAX_SCALE}")
+        op = new_id()
+        await self.commands.send(ScaleRequested(
+            deployment_id=op, app=app, kind=kind,  # type: ignore[arg-type]
+            counts=counts, process=process), f"{op}:scale")
+        return OperationAccepted(app=app, operation=kind, deployment_id=op,
+                                 links={"logs": f"/deployments/{op}/logs",
+                                        "events": f"/apps/{app}/events/stream"})
 
     # ------------------------------------------------------------ config
 

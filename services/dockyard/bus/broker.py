@@ -26,7 +26,13 @@ from dockyard.bus import metrics, tracing
 from dockyard.bus.auth import Credentials
 from dockyard.bus.permissions import inbox_prefix
 from dockyard.contract import codec, subjects
-from dockyard.contract.events import CancelRequested, DeployRequested, Event, Message
+from dockyard.contract.events import (
+    CancelRequested,
+    DeployRequested,
+    Event,
+    Message,
+    ScaleRequested,
+)
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 
 log = structlog.get_logger()
@@ -72,7 +78,7 @@ def check_names(nats_subject: str, message: Message) -> Message:
         tokens = nats_subject.split(".")
         if len(tokens) < 3 or tokens[2] != message.subject:
             raise SubjectMismatch(nats_subject, message.subject)
-    elif isinstance(message, DeployRequested | CancelRequested):
+    elif isinstance(message, DeployRequested | CancelRequested | ScaleRequested):
         check_app(message.app)
         check_deployment_id(message.deployment_id)
     return message

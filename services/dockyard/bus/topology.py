@@ -71,6 +71,9 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         # Which apps' hosts answer a maintenance page (written by the cli and the api, followed
         # by the router).
         kv(subjects.KV_MAINTENANCE),
+        # How many instances of each process type an app runs (written by the scheduler on a
+        # scale, read by every later deploy's start phase).
+        kv(subjects.KV_FORMATION),
     )
 
 

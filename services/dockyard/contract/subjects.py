@@ -8,6 +8,7 @@ PREFIX = "dockyard"
 # Commands (requests to do something).
 CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
+CMD_SCALE = f"{PREFIX}.cmd.scale"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.
@@ -38,6 +39,7 @@ KV_SINKS = "dockyard_sinks"
 KV_DELIVERIES = "dockyard_deliveries"
 KV_PLACEMENTS = "dockyard_placements"
 KV_MAINTENANCE = "dockyard_maintenance"
+KV_FORMATION = "dockyard_formation"
 OBJ_SOURCES = "dockyard_sources"
 OBJ_BUILDS = "dockyard_builds"
 

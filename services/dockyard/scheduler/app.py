@@ -15,15 +15,21 @@ from dockyard.contract.events import (
     ReleaseFailed,
     ReleaseSucceeded,
     RetireSucceeded,
+    ScaleFailed,
+    ScalePlaced,
+    ScaleRequested,
+    ScaleSucceeded,
     StartFailed,
     StartStarted,
     StartSucceeded,
     TrafficFailed,
+    TrafficScaled,
 )
 from dockyard.runtime.select import Runtimes
 from dockyard.scheduler.handlers import Scheduler
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
+from dockyard.state.formation import FormationWriter
 from dockyard.state.locks import AppLocks
 from dockyard.state.placements import PlacementWriter
 from dockyard.state.routes import RouteReader
@@ -40,6 +46,7 @@ class SchedulerDoors:
     config: ConfigReader
     routes: RouteReader
     placements: PlacementWriter
+    formation: FormationWriter
 
 
 async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
@@ -62,9 +69,12 @@ SERVICE = Service(
         On(TrafficFailed, "on_pre_switch_failure"),
         On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
         On(AfterSwitchFailed, "on_after_switch_failed"),
+        # Scale and restart: in the app's turn; the router routes before extras stop.
+        On(ScaleRequested, "on_scale"),
+        On(TrafficScaled, "on_traffic_scaled"),
     ),
     publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
-               RetireSucceeded),
+               RetireSucceeded, ScalePlaced, ScaleSucceeded, ScaleFailed),
     make=make,
     logs=True,
 )

@@ -13,6 +13,7 @@ from dockyard.state import (
     cancels,
     config,
     deliveries,
+    formation,
     hooks,
     locks,
     maintenance,
@@ -31,7 +32,8 @@ DOORS: tuple[Door[Any], ...] = (
     config.READER, routes.WRITER, routes.READER, queue.DOOR, releases.DOOR, hooks.STORE,
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
-    placements.READER, maintenance.STORE, maintenance.READER,
+    placements.READER, maintenance.STORE, maintenance.READER, formation.WRITER,
+    formation.READER,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 
