@@ -28,7 +28,7 @@ from dockyard.contract.events import (
 )
 from dockyard.router import upstream_files
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
-from dockyard.router.config import build_config, host_of, join_host_port
+from dockyard.router.config import build_config, host_of, join_host_port, slotted
 from dockyard.router.errors import Unverified
 from dockyard.router.routes import (
     Ignore,
@@ -115,9 +115,9 @@ class Router:
         (app, previous generation)."""
         switched = []
         for app, route in sorted(table.items()):
-            wanted = list(route.upstreams)
-            if route.pending or not wanted:
+            if route.pending or not route.upstreams:
                 continue
+            wanted = slotted(route.upstreams)
             if upstream_files.current_addresses(self.routes_dir, app) != wanted:
                 switched.append((app, upstream_files.switch(self.routes_dir, app, wanted)))
         return switched
