@@ -56,6 +56,8 @@ async def test_scale_up_down_restart_and_a_later_deploy_keep_every_request_answe
         assert len(two) == 2 and original in two
         assert await routed(stack, app) == two
         assert await ps_web(stack, app) == two
+        shown = await cli(stack, "ps", app)
+        assert "formation: web=2" in shown.stdout, shown.stdout
         await poller.polled(10)
 
         down = await cli(stack, "scale", app, "web=1")

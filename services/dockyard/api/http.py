@@ -191,8 +191,11 @@ async def list_apps(api: Api) -> list[AppSummary]:
 
 @get("/apps/{app:str}", tags=["apps"], responses=READ, summary="One app")
 async def one_app(app: AppName, api: Api) -> AppDetail:
-    """Live release and health, latest deployment, route and running instances."""
-    return await api.read(views.app, check_app(app))
+    """Live release and health, latest deployment, route, running instances and the
+    formation (once scaled)."""
+    detail = await api.read(views.app, check_app(app))
+    detail.formation = await api.operations.formation(app)
+    return detail
 
 
 @get("/apps/{app:str}/deployments", tags=["deployments"], responses=READ,

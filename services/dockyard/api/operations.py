@@ -53,6 +53,7 @@ from dockyard.plan.operator import added, removed, validate_hook, validate_phase
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
+from dockyard.state.formation import FormationReader
 from dockyard.state.hooks import HookStore
 from dockyard.state.maintenance import MaintenanceError, MaintenanceStore
 from dockyard.state.routes import RouteReader
@@ -75,6 +76,7 @@ class ApiDoors:
     manifests: ManifestReader
     routes: RouteReader
     maintenance: MaintenanceStore
+    formation: FormationReader
 
 
 def links(app: str, deployment_id: str) -> dict[str, str]:
@@ -236,6 +238,11 @@ class Operations:
     async def restart(self, app: str, body: RestartRequest) -> OperationAccepted:
         """Ask the scheduler to replace the live release's instances, one type or all."""
         return await self._operate(app, "restart", {}, body.process)
+
+    async def formation(self, app: str) -> dict[str, int] | None:
+        """The app's formation, once it was scaled."""
+        found = await self.doors.formation.get(check_app(app))
+        return None if found is None else dict(found.counts)
 
     async def _operate(self, app: str, kind: str, counts: dict[str, int],
                        process: str | None) -> OperationAccepted:
