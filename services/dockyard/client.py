@@ -437,19 +437,14 @@ class DockyardClient:
         """Ask to scale (or restart) the live release and follow the operation to its end
         (ClientError first for what cannot be done: no live release, an unknown process type,
         a count out of bounds)."""
-        from dockyard.scheduler.scaling import ScaleRefused, check_counts
+        from dockyard.pipeline.scaling import ScaleRefused, check_request
 
         check_app(app)
         live = await self.doors.routes.live(app)
         if live is None:
             raise ClientError(f"{app} has no live release to {kind}")
-        known = [p.name for p in live.spec.plan.processes]
         try:
-            if kind == "scale":
-                check_counts(live.spec.plan, counts or {})
-            elif process is not None and process not in known:
-                raise ScaleRefused(f"no process type {process!r} in the live release "
-                                   f"(it has {', '.join(known) or 'none'})")
+            check_request(live.spec.plan, kind, counts or {}, process)
         except ScaleRefused as exc:
             raise ClientError(str(exc)) from None
         op = new_id()

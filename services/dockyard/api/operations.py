@@ -35,7 +35,6 @@ from dockyard.api.models import (
 )
 from dockyard.archive import Limits, SourceError, scan
 from dockyard.contract.events import (
-    MAX_SCALE,
     CancelRequested,
     DeployRequested,
     ScaleRequested,
@@ -45,7 +44,7 @@ from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
 from dockyard.contract.state import Maintenance
-from dockyard.pipeline import rollback
+from dockyard.pipeline import rollback, scaling
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.merge import build_plan
@@ -250,14 +249,10 @@ class Operations:
         live = await self.doors.routes.live(app)
         if live is None:
             raise NotFound(f"{app} has no live release to {kind}")
-        known = [p.name for p in live.spec.plan.processes]
-        for name in [*counts, *([process] if process else [])]:
-            if name not in known:
-                raise BadRequest(f"no process type {name!r} in the live release "
-                                 f"(it has {', '.join(known) or 'none'})")
-        for name, count in counts.items():
-            if not 0 <= count <= MAX_SCALE:
-                raise BadRequest(f"{name}={count}: a count must be between 0 and {MAX_SCALE}")
+        try:
+            scaling.check_request(live.spec.plan, kind, counts, process)
+        except scaling.ScaleRefused as exc:
+            raise BadRequest(str(exc)) from None
         op = new_id()
         await self.commands.send(ScaleRequested(
             deployment_id=op, app=app, kind=kind,  # type: ignore[arg-type]

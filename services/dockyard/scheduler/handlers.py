@@ -40,13 +40,14 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 from dockyard.contract.phase import Phase
+from dockyard.pipeline import scaling
 from dockyard.pipeline.env import instance_env
 from dockyard.pipeline.rollback import pruned_artifacts
 from dockyard.pipeline.step import Steps
 from dockyard.runtime.base import InstanceSpec, Runtime
 from dockyard.runtime.health import wait_healthy
 from dockyard.runtime.select import Runtimes
-from dockyard.scheduler import decide, placement, scaling
+from dockyard.scheduler import decide, placement
 from dockyard.state.formation import Formation
 from dockyard.state.placements import Placement
 

@@ -6,7 +6,7 @@ import pytest
 
 from dockyard.contract.events import InstanceRef, ScaleRequested, new_id
 from dockyard.contract.plan import Plan, ProcessType
-from dockyard.scheduler.scaling import ScaleRefused, change, check_counts, formation_of, kept
+from dockyard.pipeline.scaling import ScaleRefused, change, check_counts, formation_of, kept
 
 PLAN = Plan(processes=[ProcessType(name="web", command="serve"),
                        ProcessType(name="worker", command="work", scale=2)])

@@ -44,6 +44,18 @@ def check_counts(plan: Plan, counts: dict[str, int]) -> dict[str, int]:
     return dict(counts)
 
 
+def check_request(plan: Plan, kind: str, counts: dict[str, int], process: str | None) -> None:
+    """ScaleRefused unless a scale's counts or a restart's process type fit the plan (checked by
+    the cli and the api before anything is sent, and by the scheduler again)."""
+    if kind == "scale":
+        check_counts(plan, counts)
+        return
+    known = [p.name for p in plan.processes]
+    if process is not None and process not in known:
+        raise ScaleRefused(f"no process type {process!r} in the live release "
+                           f"(it has {', '.join(known) or 'none'})")
+
+
 def formation_of(plan: Plan, recorded: dict[str, int] | None) -> dict[str, int]:
     """How many instances of each of the plan's process types to run: the recorded formation's
     count, else the plan's scale (a process type the formation never named)."""
