@@ -5,10 +5,13 @@ scales web to 2 and back to 1 and restarts it while a poller requests the app ev
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
+
 from dockyard.contract.events import DeploySucceeded
-from tests.e2e.api_support import stack
+from tests.e2e.api_support import client, stack, until
 from tests.e2e.apps import make_app
 from tests.e2e.cli_support import cli, deploy
 from tests.e2e.conftest import Running
@@ -16,6 +19,21 @@ from tests.e2e.recovery_support import Poller
 
 __all__ = ["stack"]  # the module's stack fixture
 FAST_DRAIN = 'drain = "1s"\n'
+
+
+def answering(running: Running, app: str, wanted: Callable[[httpx.Response], bool]
+              ) -> Callable[[], Awaitable[httpx.Response | None]]:
+    """A check: the app's host through Caddy, when its answer is the wanted one."""
+    async def check() -> httpx.Response | None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            try:
+                found = await http.get(f"http://127.0.0.1:{running.port}/",
+                                       headers={"Host": f"{app}.localhost"})
+            except httpx.TransportError:
+                return None
+        return found if wanted(found) else None
+
+    return check
 
 
 async def web_ids(running: Running, app: str, release: int) -> set[str]:
@@ -108,3 +126,43 @@ async def test_bad_scale_requests_are_one_line_and_exit_2(stack: Running,
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and problem in lines[0], (args, done.stderr)
     assert len(await web_ids(stack, app, 1)) == 1
+
+
+async def test_the_api_scales_web_to_0_and_back_and_restarts(stack: Running,
+                                                             tmp_path: Path) -> None:
+    app = stack.app_name("sclapi")
+    first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1",
+                                              toml=FAST_DRAIN))
+    assert isinstance(first.end, DeploySucceeded), first.end
+    async with client(stack) as http:
+        zero = await http.post(f"/apps/{app}/scale", json={"process": "web", "count": 0})
+        assert zero.status_code == 202, zero.text
+        assert zero.json()["operation"] == "scale"
+        page = await until(answering(stack, app, lambda r: r.status_code == 503),
+                           "the host answers 503 with no web process")
+        assert page.text == "app has no web process\n"
+        await until(lambda: _none_left(stack, app), "the web instance stops")
+
+        assert (await http.post(f"/apps/{app}/scale",
+                                json={"process": "web", "count": 1})).status_code == 202
+        await until(answering(stack, app, lambda r: r.text == "app v1\n"), "v1 served again")
+        (before,) = await web_ids(stack, app, 1)
+
+        restarted = await http.post(f"/apps/{app}/restart", json={})
+        assert restarted.status_code == 202 and restarted.json()["operation"] == "restart"
+
+        async def replaced() -> bool:
+            now = await web_ids(stack, app, 1)
+            return len(now) == 1 and before not in now and await routed(stack, app) == now
+
+        await until(replaced, "the restart replaces the web instance")
+        detail = (await http.get(f"/apps/{app}")).json()
+        assert detail["formation"] == {"web": 1}
+        unknown = await http.post(f"/apps/{app}/scale", json={"process": "clock", "count": 1})
+        assert unknown.status_code == 400 and "no process type 'clock'" in unknown.json()["error"]
+        missing = await http.post("/apps/nosuchapp/restart", json={})
+        assert missing.status_code == 404 and "has no live release" in missing.json()["error"]
+
+
+async def _none_left(running: Running, app: str) -> bool:
+    return not await web_ids(running, app, 1)
