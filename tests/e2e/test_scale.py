@@ -1,4 +1,4 @@
-"""Scale and restart on a real stack (process runtime, real nats-server and Caddy): the CLI
+"""Scale and restart on a real stack (both runtimes, real nats-server and Caddy): the CLI
 scales web to 2 and back to 1 and restarts it while a poller requests the app every 50 ms;
 `ps` and the recorded route follow; a later deploy keeps the formation; bad input is one line."""
 
@@ -9,15 +9,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dockyard.contract.events import DeploySucceeded
-from tests.e2e.api_support import client, stack, until
+from tests.e2e.api_support import client, until
 from tests.e2e.apps import make_app
 from tests.e2e.cli_support import cli, deploy
 from tests.e2e.conftest import Running
 from tests.e2e.recovery_support import Poller
 
-__all__ = ["stack"]  # the module's stack fixture
 FAST_DRAIN = 'drain = "1s"\n'
 
 
@@ -58,9 +58,10 @@ async def ps_web(running: Running, app: str) -> set[str]:
 
 
 async def test_scale_up_down_restart_and_a_later_deploy_keep_every_request_answered(
-        stack: Running, tmp_path: Path) -> None:
+        running: Running, tmp_path: Path) -> None:
+    stack = running
     app = stack.app_name("scl")
-    first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1",
+    first = await deploy(stack, app, make_app(tmp_path / "v1", stack.runtime, "v1",
                                               toml=FAST_DRAIN))
     assert isinstance(first.end, DeploySucceeded), first.end
     (original,) = await web_ids(stack, app, 1)
@@ -94,7 +95,7 @@ async def test_scale_up_down_restart_and_a_later_deploy_keep_every_request_answe
         await poller.polled(5)
 
         assert (await cli(stack, "scale", app, "web=2")).returncode == 0
-        second = await deploy(stack, app, make_app(tmp_path / "v2", "process", "v2",
+        second = await deploy(stack, app, make_app(tmp_path / "v2", stack.runtime, "v2",
                                                    toml=FAST_DRAIN))
         assert isinstance(second.end, DeploySucceeded), second.end
         assert len(await web_ids(stack, app, 2)) == 2  # the formation outlives the release
@@ -103,11 +104,20 @@ async def test_scale_up_down_restart_and_a_later_deploy_keep_every_request_answe
         answers = await poller.stop()
     failed = [a for a in answers if not a.startswith("200 ")]
     assert failed == [], failed
-    print(f"\n{len(answers)} requests through scale up, down, restart and a deploy: 0 failed")
+    print(f"\n{stack.runtime}: {len(answers)} requests through scale up, down, restart and a "
+          "deploy: 0 failed")
 
 
-async def test_bad_scale_requests_are_one_line_and_exit_2(stack: Running,
+def process_only(running: Running) -> Running:
+    """The stack, for a test the runtime plays no part in (run once, on the process runtime)."""
+    if running.runtime != "process":
+        pytest.skip("checked on the process runtime; the runtime plays no part")
+    return running
+
+
+async def test_bad_scale_requests_are_one_line_and_exit_2(running: Running,
                                                           tmp_path: Path) -> None:
+    stack = process_only(running)
     app = stack.app_name("sclbad")
     first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1"))
     assert isinstance(first.end, DeploySucceeded), first.end
@@ -128,8 +138,9 @@ async def test_bad_scale_requests_are_one_line_and_exit_2(stack: Running,
     assert len(await web_ids(stack, app, 1)) == 1
 
 
-async def test_the_api_scales_web_to_0_and_back_and_restarts(stack: Running,
+async def test_the_api_scales_web_to_0_and_back_and_restarts(running: Running,
                                                              tmp_path: Path) -> None:
+    stack = process_only(running)
     app = stack.app_name("sclapi")
     first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1",
                                               toml=FAST_DRAIN))
