@@ -27,7 +27,7 @@ commands = typer.Typer()
 PANEL = "Deploying"
 MAX_SCALE = 20  # dockyard.contract.events.MAX_SCALE (not imported: --help stays fast)
 
-Counts = Annotated[list[str], typer.Argument(
+Counts = Annotated[list[str] | None, typer.Argument(
     metavar="PROCESS=COUNT...", help="e.g. web=2 worker=0 (each count 0..20).")]
 Process = Annotated[str | None, typer.Argument(
     metavar="[PROCESS]", help="One process type (default: every one).")]
@@ -80,10 +80,10 @@ def _operate(app_name: str, kind: str, counts: dict[str, int] | None, process: s
 
 @commands.command(rich_help_panel=PANEL, epilog=(
     "Examples:\n\n  dockyard scale shop web=2\n\n  dockyard scale shop web=2 worker=0"))
-def scale(app_name: AppArg, counts: Counts, timeout: Timeout = None,
+def scale(app_name: AppArg, counts: Counts = None, timeout: Timeout = None,
           data_dir: DataDir = None) -> None:
     """Run COUNT instances of each PROCESS of the live release (kept for later deploys)."""
-    _operate(app_name, "scale", parse_counts(counts), None, timeout, data_dir)
+    _operate(app_name, "scale", parse_counts(counts or []), None, timeout, data_dir)
 
 
 @commands.command(rich_help_panel=PANEL, epilog=(
