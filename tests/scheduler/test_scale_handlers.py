@@ -18,7 +18,7 @@ from dockyard.contract.events import (
     new_id,
     stamp,
 )
-from dockyard.contract.plan import Plan, ProcessType
+from dockyard.contract.plan import Health, Plan, ProcessType
 from dockyard.contract.state import LiveRelease
 from dockyard.runtime.base import InstanceSpec
 from dockyard.scheduler.app import SERVICE, SchedulerDoors
@@ -116,5 +116,27 @@ async def test_a_refused_scale_ends_failed_and_gives_the_turn_up() -> None:
         assert await scheduler.doors.locks.holder(APP) is None
         assert len(await runtime.list_instances(APP)) == 1
         assert msgspec.json.encode(failed)  # recorded and published as any event
+    finally:
+        await runtime.close()
+
+
+async def test_an_instance_that_never_gets_healthy_ends_failed_and_changes_nothing() -> None:
+    scheduler, broker, runtime = await world()
+    runtime.serve_web = False  # new web instances never listen
+    slow = msgspec.structs.replace(PLAN, health=Health(timeout=0.5, interval=0.1))
+    routes = scheduler.doors.routes
+    live = await routes.live(APP)
+    assert live is not None
+    await routes.set_live(msgspec.structs.replace(  # type: ignore[attr-defined]
+        live, spec=msgspec.structs.replace(SPEC, plan=slow)))
+    try:
+        cmd = ScaleRequested(deployment_id=new_id(), app=APP, counts={"web": 2})
+        await scheduler.on_scale(cmd, FakeMessage().as_message())
+        (failed,) = broker.events
+        assert isinstance(failed, ScaleFailed), failed
+        assert len(await runtime.list_instances(APP)) == 1  # the new one was stopped
+        assert await scheduler.doors.formation.get(APP) is None
+        assert await scheduler.doors.placements.get(APP, 1) is None
+        assert await scheduler.doors.locks.holder(APP) is None
     finally:
         await runtime.close()
