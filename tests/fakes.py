@@ -58,6 +58,7 @@ from dockyard.runtime.select import Runtimes, UnknownRuntimeError
 from dockyard.settings import Settings
 from dockyard.state.config import UnknownVersion, Versioned, applied
 from dockyard.state.deliveries import Conflict
+from dockyard.state.formation import Formation
 from dockyard.state.locks import LockLost
 from dockyard.state.maintenance import turned
 from dockyard.state.placements import Placement
@@ -283,6 +284,19 @@ class FakePlacements:
 
     async def record(self, placement: Placement) -> None:
         self.placed[(placement.app, placement.release)] = placement
+
+
+@dataclass
+class FakeFormations:
+    """FormationWriter: app -> its formation."""
+
+    formations: dict[str, Formation] = field(default_factory=dict)
+
+    async def get(self, app: str) -> Formation | None:
+        return self.formations.get(app)
+
+    async def record(self, formation: Formation) -> None:
+        self.formations[formation.app] = formation
 
 
 @dataclass

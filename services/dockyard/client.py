@@ -30,6 +30,9 @@ from dockyard.contract.events import (
     DeploySucceeded,
     LogLine,
     RunRequested,
+    ScaleFailed,
+    ScaleRequested,
+    ScaleSucceeded,
     Terminal,
     new_id,
     type_of,
@@ -50,6 +53,7 @@ from dockyard.settings import Settings
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
+from dockyard.state.formation import Formation, FormationReader
 from dockyard.state.hooks import HookStore
 from dockyard.state.maintenance import MaintenanceStore
 from dockyard.state.registry import open_doors
@@ -127,6 +131,10 @@ class ClientDoors:
     routes: RouteReader
     sink_status: SinkStatusReader
     maintenance: MaintenanceStore
+    formation: FormationReader
+
+
+ScaleEnd = ScaleSucceeded | ScaleFailed
 
 
 @dataclass
@@ -458,6 +466,59 @@ class DockyardClient:
                     if known_ is not None and not known_.release:
                         found[known_.id] = replace(known_, release=seen.release)
         return list(found.values())
+
+    async def formation(self, app: str) -> Formation | None:
+        """The app's formation, if it was ever scaled."""
+        return await self.doors.formation.get(check_app(app))
+
+    async def scale(self, app: str, *, kind: str = "scale", counts: dict[str, int] | None = None,
+                    process: str | None = None, wait: float | None = None,
+                    on_line: Callable[[LogLine], Awaitable[None]] | None = None) -> ScaleEnd:
+        """Ask to scale (or restart) the live release and follow the operation to its end
+        (ClientError first for what cannot be done: no live release, an unknown process type,
+        a count out of bounds)."""
+        from dockyard.pipeline.scaling import ScaleRefused, check_request
+
+        check_app(app)
+        live = await self.doors.routes.live(app)
+        if live is None:
+            raise ClientError(f"{app} has no live release to {kind}")
+        try:
+            check_request(live.spec.plan, kind, counts or {}, process)
+        except ScaleRefused as exc:
+            raise ClientError(str(exc)) from None
+        op = new_id()
+        done: asyncio.Future[ScaleEnd] = asyncio.get_running_loop().create_future()
+
+        async def on_evt(msg: Msg) -> None:
+            try:
+                event = codec.decode_event(msg.data)
+            except msgspec.MsgspecError:
+                return
+            if (event.deployment_id == op and isinstance(event, ScaleSucceeded | ScaleFailed)
+                    and not done.done()):
+                done.set_result(event)
+
+        async def on_log(msg: Msg) -> None:
+            if on_line is not None:
+                await on_line(codec.decode_as(msg.data, LogLine))
+
+        subs = [await self.js.subscribe(
+            subjects.app_events(app), cb=on_evt, ordered_consumer=True, stream=STREAM_FEED,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)),
+            await self.js.subscribe(
+            subjects.log(op), cb=on_log, ordered_consumer=True, stream=subjects.STREAM_LOGS,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))]
+        try:
+            cmd = ScaleRequested(deployment_id=op, app=app, kind=kind,  # type: ignore[arg-type]
+                                 counts=counts or {}, process=process)
+            await self.js.publish(subjects.CMD_SCALE, codec.encode(cmd),
+                                  headers={"Nats-Msg-Id": f"{op}:scale"})
+            return await asyncio.wait_for(asyncio.shield(done), wait)
+        finally:
+            await asyncio.sleep(0.2)
+            for sub in subs:
+                await sub.unsubscribe()
 
     async def app_exists(self, app: str) -> bool:
         """Whether an app is known: it has events (deployments), a live release, config,

@@ -27,7 +27,12 @@ from dockyard.bus.recorded import owner_alive, stop_sync
 from dockyard.bus.service import SERVICES, RunningService, declaration, start_service
 from dockyard.bus.topology import provision, stream_names
 from dockyard.client import ClientDoors
-from dockyard.contract.events import CancelRequested, DeployRequested, RunRequested
+from dockyard.contract.events import (
+    CancelRequested,
+    DeployRequested,
+    RunRequested,
+    ScaleRequested,
+)
 from dockyard.settings import Settings
 
 log = structlog.get_logger()
@@ -54,8 +59,8 @@ class StackError(RuntimeError):
 def identities() -> dict[str, Permissions]:
     """Every bus identity's permissions, from the services' declarations and the CLI's doors."""
     return every_identity([declaration(name) for name in SERVICES], ClientDoors,
-                          [DeployRequested.subject, CancelRequested.subject, RunRequested.subject],
-                          stream_names())
+                          [DeployRequested.subject, CancelRequested.subject,
+                           RunRequested.subject, ScaleRequested.subject], stream_names())
 
 
 async def _quiet(exc: Exception) -> None:

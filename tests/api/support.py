@@ -91,7 +91,8 @@ def parts(store: Store, limits: Limits | None = None) -> Parts:
     manifests, routes = fakes.FakeManifests(), fakes.FakeRoutes()
     maintenance = fakes.FakeMaintenance()
     doors = ApiDoors(config=config, hooks=hooks, sinks=sinks, sink_status=statuses,
-                     sources=sources, manifests=manifests, routes=routes, maintenance=maintenance)
+                     sources=sources, manifests=manifests, routes=routes, maintenance=maintenance,
+                     formation=fakes.FakeFormations())
     commands, streams = FakeCommands(), FakeStreams()
     operations = Operations(store=store, doors=doors, commands=commands,
                             limits=limits or Limits())

@@ -34,7 +34,7 @@ from dockyard.contract.events import (
     LogLine,
     TrafficSwitched,
 )
-from dockyard.contract.plan import Plan
+from dockyard.contract.plan import Plan, ProcessType
 from dockyard.contract.state import LiveRelease
 from dockyard.store import Store, project
 from tests.api.support import TOKEN, Parts, parts, sqlite_store
@@ -474,9 +474,29 @@ async def test_sinks_hide_secrets_and_url_paths(api: Parts, client: httpx.AsyncC
     assert missing.status_code == 404 and "has no sink named 'ops'" in missing.json()["error"]
 
 
+async def test_scale_and_restart_send_the_command_and_answer_202(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    none = await client.post("/apps/shop/scale", json={"process": "web", "count": 2})
+    assert none.status_code == 404 and "has no live release" in none.json()["error"]
+    plan = Plan(processes=[ProcessType(name="web", command="serve")])
+    api.routes.history["shop"] = [LiveRelease(
+        app="shop", release=3, deployment_id=D1,
+        spec=msgspec.structs.replace(SPEC, plan=plan), instances=[])]
+    unknown = await client.post("/apps/shop/scale", json={"process": "clock", "count": 1})
+    assert unknown.status_code == 400 and "no process type 'clock'" in unknown.json()["error"]
+    huge = await client.post("/apps/shop/scale", json={"process": "web", "count": 21})
+    assert huge.status_code == 400 and "between 0 and 20" in huge.json()["error"]
+    assert api.commands.sent == []
+    ok = await client.post("/apps/shop/scale", json={"process": "web", "count": 2})
+    assert ok.status_code == 202 and ok.json()["operation"] == "scale"
+    restarted = await client.post("/apps/shop/restart", json={"process": "web"})
+    assert restarted.status_code == 202 and restarted.json()["operation"] == "restart"
+    sent = [c for c, _ in api.commands.sent]
+    assert [(c.kind, c.counts, c.process) for c in sent] == [  # type: ignore[union-attr]
+        ("scale", {"web": 2}, None), ("restart", {}, "web")]
+
+
 @pytest.mark.parametrize(("method", "path", "body", "operation"), [
-    ("POST", "/apps/shop/scale", {"process": "web", "count": 2}, "scale"),
-    ("POST", "/apps/shop/restart", {}, "restart"),
     ("DELETE", "/apps/shop", None, "destroy"),
 ])
 async def test_operations_not_built_yet_answer_501_saying_so(

@@ -19,6 +19,8 @@ from dockyard.contract.events import (
     NotificationDeliveredData,
     NotificationFailedData,
     RetireData,
+    ScaleData,
+    ScaleFailureData,
     SpecData,
     SwitchData,
     new_id,
@@ -49,6 +51,8 @@ _DATA: dict[type[Any], Any] = {
                                                          status_code=200),
     NotificationFailedData: NotificationFailedData(sink="ops", event_id="e", attempts=5,
                                                    reason="HTTP 500"),
+    ScaleData: ScaleData(spec=SPEC, instances=INSTANCES, formation={"web": 1}, started=["i1"]),
+    ScaleFailureData: ScaleFailureData(reason="no live release"),
 }
 
 

@@ -469,6 +469,7 @@ async def test_each_declared_event_reaches_its_handler_as_its_type() -> None:
         contract_events.HookSucceeded: "on_hook_succeeded",
         contract_events.DeployQueued: "on_deploy_queued",
         contract_events.DeployFailed: "on_deploy_failed",
+        contract_events.ScalePlaced: "on_scale_placed",
     }
     sent = [samples.sample_event(cls) for cls in routed]
     calls = await fakes.delivered_on_test_broker(SERVICE, Router, sent)
@@ -478,6 +479,7 @@ async def test_each_declared_event_reaches_its_handler_as_its_type() -> None:
     others: list[contract_events.Message] = [
         contract_events.DeployRequested(deployment_id=contract_events.new_id(), app="shop"),
         contract_events.CancelRequested(deployment_id=contract_events.new_id(), app="shop"),
+        contract_events.ScaleRequested(deployment_id=contract_events.new_id(), app="shop"),
         *(samples.sample_event(cls) for cls in contract_events.EVENT_TYPES if cls not in routed),
     ]
     assert await fakes.delivered_on_test_broker(SERVICE, Router, others) == []

@@ -36,6 +36,7 @@ from dockyard.contract.state import LiveRelease, Pending, TimedOut
 from dockyard.router import upstream_files
 from dockyard.router.app import SERVICE, RouterDoors
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, start_caddy
+from dockyard.router.config import DIAL_SLOTS
 from dockyard.router.handlers import Router
 from dockyard.router.verify import POSTDEPLOY_STEP
 from dockyard.settings import Settings
@@ -97,8 +98,10 @@ class Rig:
         await self.router.on_hook_succeeded(event, subject or event.nats_subject())
 
     def served(self, app: str) -> list[str] | None:
-        """The addresses the app's upstream files point at."""
-        return upstream_files.current_addresses(self.router.routes_dir, app)
+        """The addresses the app's upstream files point at (each once: the dial slots repeat
+        them)."""
+        found = upstream_files.current_addresses(self.router.routes_dir, app)
+        return None if found is None else list(dict.fromkeys(found))
 
     def types(self) -> list[str]:
         return [e.type for e in self.emitter.emitted]
@@ -247,9 +250,10 @@ async def test_a_refusing_caddy_gives_switch_error_and_keeps_the_old_routes(rig:
     await rig.gate(first)
     await rig.deliver(first)
     rig.admin.refuse = True
-    # Another shape (two upstreams): Caddy is asked to load a new config, and refuses it.
-    second = hook_succeeded("shop", deployment(), 2, [WEB2, msgspec.structs.replace(
-        WEB2, id="shop-2-web-2", port=5003)])
+    # Another shape (more upstreams than the dial slots): Caddy is asked to load a new
+    # config, and refuses it.
+    second = hook_succeeded("shop", deployment(), 2, [WEB2, *(msgspec.structs.replace(
+        WEB2, id=f"shop-2-web-{n}", port=5100 + n) for n in range(2, DIAL_SLOTS + 2))])
     await rig.gate(second)
     await rig.deliver(second)
     assert rig.served("shop") == ["127.0.0.1:5001"]

@@ -20,6 +20,7 @@ from dockyard.contract.events import (
     ReleaseSucceeded,
     StartFailed,
     TrafficFailed,
+    TrafficScaled,
 )
 from dockyard.scheduler.app import SERVICE
 from dockyard.scheduler.handlers import Scheduler
@@ -37,6 +38,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     AfterSwitchSucceeded: "on_after_switch_succeeded",
     AfterSwitchFailed: "on_after_switch_failed",
     DeployFailed: "on_deploy_failed",
+    TrafficScaled: "on_traffic_scaled",
 }
 
 

@@ -45,6 +45,7 @@ from tests.fakes import (
     Crash,
     FakeCancels,
     FakeConfig,
+    FakeFormations,
     FakeInFlight,
     FakeLocks,
     FakeMessage,
@@ -104,7 +105,8 @@ async def world(drain: float = 0.0, keep: int = 1) -> World:
                                              FakeConfig(), FakeRoutes())
     timeouts = FakeInFlight()
     doors = SchedulerDoors(locks=locks, cancels=cancels, steps=steps, config=config,
-                           routes=routes, placements=FakePlacements(), timeouts=timeouts)
+                           routes=routes, placements=FakePlacements(), timeouts=timeouts,
+                           formation=FakeFormations())
     settings = Settings(drain=drain, kill_grace=2.0, keep_releases=keep)
     scheduler = Scheduler(service_context(SERVICE, broker, nc, settings), doors,
                           FakeRuntimes(runtime))

@@ -19,6 +19,7 @@ from dockyard.state import (
     cancels,
     config,
     deliveries,
+    formation,
     hooks,
     inflight,
     locks,
@@ -47,7 +48,8 @@ def test_each_services_door_set_is_its_declared_doors() -> None:
               ("config", config.READER), ("routes", routes.READER)]
     assert doors_of(HookRunnerDoors) == [*shared, ("timeouts", inflight.TIMEOUTS)]
     assert doors_of(SchedulerDoors) == [*shared, ("placements", placements.WRITER),
-                                        ("timeouts", inflight.TIMEOUTS)]
+                                        ("timeouts", inflight.TIMEOUTS),
+                                        ("formation", formation.WRITER)]
     assert doors_of(RouterDoors) == [("routes", routes.WRITER), ("verdicts", steps.VERDICTS),
                                      ("placements", placements.READER),
                                      ("maintenance", maintenance.READER),
@@ -57,7 +59,7 @@ def test_each_services_door_set_is_its_declared_doors() -> None:
         ("config", config.STORE), ("hooks", hooks.STORE), ("sinks", sinks.STORE),
         ("sink_status", deliveries.STATUS_READER), ("sources", sources.UPLOADS),
         ("manifests", builds.READER), ("routes", routes.READER),
-        ("maintenance", maintenance.STORE)]
+        ("maintenance", maintenance.STORE), ("formation", formation.READER)]
 
 
 def test_grants_follow_from_the_doors() -> None:

@@ -191,8 +191,11 @@ async def list_apps(api: Api) -> list[AppSummary]:
 
 @get("/apps/{app:str}", tags=["apps"], responses=READ, summary="One app")
 async def one_app(app: AppName, api: Api) -> AppDetail:
-    """Live release and health, latest deployment, route and running instances."""
-    return await api.read(views.app, check_app(app))
+    """Live release and health, latest deployment, route, running instances and the
+    formation (once scaled)."""
+    detail = await api.read(views.app, check_app(app))
+    detail.formation = await api.operations.formation(app)
+    return detail
 
 
 @get("/apps/{app:str}/deployments", tags=["deployments"], responses=READ,
@@ -389,22 +392,23 @@ NOT_YET = {**errors(403, 404, 409, 501),
                              generate_examples=False)}
 
 
-@post("/apps/{app:str}/scale", tags=["operations"], status_code=202, responses=NOT_YET,
-      summary="Scale a process type")
-async def scale(app: AppName, data: JSONBody[ScaleRequest]) -> OperationAccepted:
-    """Run N instances of one process type of the live release."""
-    check_app(app)
-    del data
-    raise NotBuiltYet("scale")
+@post("/apps/{app:str}/scale", tags=["operations"], status_code=202,
+      responses=errors(403, 404), summary="Scale a process type")
+async def scale(app: AppName, data: JSONBody[ScaleRequest], api: Api) -> OperationAccepted:
+    """Run `count` (0..20) instances of one process type of the live release, kept as the
+    app's formation for later deploys (404: no live release; 400: unknown process type or
+    count). Answered when asked for on the bus; follow it at the links (`scale.succeeded` or
+    `scale.failed` ends it)."""
+    return await api.operations.scale(check_app(app), data)
 
 
-@post("/apps/{app:str}/restart", tags=["operations"], status_code=202, responses=NOT_YET,
-      summary="Restart")
-async def restart(app: AppName, data: JSONBody[RestartRequest]) -> OperationAccepted:
-    """Restart the live release's instances."""
-    check_app(app)
-    del data
-    raise NotBuiltYet("restart")
+@post("/apps/{app:str}/restart", tags=["operations"], status_code=202,
+      responses=errors(403, 404), summary="Restart")
+async def restart(app: AppName, data: JSONBody[RestartRequest], api: Api) -> OperationAccepted:
+    """Replace the live release's instances (one process type, or all): each new one healthy
+    and routed before the old ones drain and stop (404: no live release; 400: unknown process
+    type)."""
+    return await api.operations.restart(check_app(app), data)
 
 
 @post("/apps/{app:str}/rollback", tags=["operations"], status_code=202,

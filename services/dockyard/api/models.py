@@ -123,6 +123,9 @@ class AppDetail(msgspec.Struct, kw_only=True):
     deployment: DeploymentRow | None
     route: RouteRow | None
     instances: list[InstanceRow]
+    # How many instances of each process type the app runs, once it was scaled (later deploys
+    # start at it); null while it runs its plan's scale.
+    formation: dict[str, int] | None = None
 
 
 PhaseState = Literal["pending", "running", "succeeded", "failed", "skipped"]

@@ -25,19 +25,26 @@ from dockyard.api.models import (
     OperationAccepted,
     OperatorHooksView,
     OperatorHookView,
+    RestartRequest,
     RollbackRequest,
+    ScaleRequest,
     SinkAdd,
     SinkAdded,
     SinksView,
     SinkView,
 )
 from dockyard.archive import Limits, SourceError, scan
-from dockyard.contract.events import CancelRequested, DeployRequested, new_id
+from dockyard.contract.events import (
+    CancelRequested,
+    DeployRequested,
+    ScaleRequested,
+    new_id,
+)
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
 from dockyard.contract.state import Maintenance
-from dockyard.pipeline import rollback
+from dockyard.pipeline import rollback, scaling
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.merge import build_plan
@@ -45,6 +52,7 @@ from dockyard.plan.operator import added, removed, validate_hook, validate_phase
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
+from dockyard.state.formation import FormationReader
 from dockyard.state.hooks import HookStore
 from dockyard.state.maintenance import MaintenanceError, MaintenanceStore
 from dockyard.state.routes import RouteReader
@@ -67,6 +75,7 @@ class ApiDoors:
     manifests: ManifestReader
     routes: RouteReader
     maintenance: MaintenanceStore
+    formation: FormationReader
 
 
 def links(app: str, deployment_id: str) -> dict[str, str]:
@@ -216,6 +225,41 @@ class Operations:
             reason=f"rollback to v{target.release}"), f"{dep}:deploy")
         return OperationAccepted(app=app, operation="rollback", deployment_id=dep,
                                  warning=rollback.DATABASE_WARNING, links=links(app, dep))
+
+    # ------------------------------------------------------------ scale and restart
+
+    async def scale(self, app: str, body: ScaleRequest) -> OperationAccepted:
+        """Ask the scheduler to run `count` instances of one process type of the live release
+        (NotFound without a live release; BadRequest for an unknown type or a count out of
+        0..20)."""
+        return await self._operate(app, "scale", {body.process: body.count}, None)
+
+    async def restart(self, app: str, body: RestartRequest) -> OperationAccepted:
+        """Ask the scheduler to replace the live release's instances, one type or all."""
+        return await self._operate(app, "restart", {}, body.process)
+
+    async def formation(self, app: str) -> dict[str, int] | None:
+        """The app's formation, once it was scaled."""
+        found = await self.doors.formation.get(check_app(app))
+        return None if found is None else dict(found.counts)
+
+    async def _operate(self, app: str, kind: str, counts: dict[str, int],
+                       process: str | None) -> OperationAccepted:
+        check_app(app)
+        live = await self.doors.routes.live(app)
+        if live is None:
+            raise NotFound(f"{app} has no live release to {kind}")
+        try:
+            scaling.check_request(live.spec.plan, kind, counts, process)
+        except scaling.ScaleRefused as exc:
+            raise BadRequest(str(exc)) from None
+        op = new_id()
+        await self.commands.send(ScaleRequested(
+            deployment_id=op, app=app, kind=kind,  # type: ignore[arg-type]
+            counts=counts, process=process), f"{op}:scale")
+        return OperationAccepted(app=app, operation=kind, deployment_id=op,
+                                 links={"logs": f"/deployments/{op}/logs",
+                                        "events": f"/apps/{app}/events/stream"})
 
     # ------------------------------------------------------------ config
 

@@ -32,6 +32,7 @@ from dockyard.contract.events import (
     Event,
     Message,
     RunRequested,
+    ScaleRequested,
 )
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 
@@ -78,7 +79,7 @@ def check_names(nats_subject: str, message: Message) -> Message:
         tokens = nats_subject.split(".")
         if len(tokens) < 3 or tokens[2] != message.subject:
             raise SubjectMismatch(nats_subject, message.subject)
-    elif isinstance(message, DeployRequested | CancelRequested):
+    elif isinstance(message, DeployRequested | CancelRequested | ScaleRequested):
         check_app(message.app)
         check_deployment_id(message.deployment_id)
     elif isinstance(message, RunRequested):

@@ -82,6 +82,9 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         kv(subjects.KV_MAINTENANCE),
         # Each app's deploy in flight and its phase's deadline; the deploys the watchdog ended.
         kv(subjects.KV_INFLIGHT, ttl=30 * DAY),
+        # How many instances of each process type an app runs (written by the scheduler on a
+        # scale, read by every later deploy's start phase).
+        kv(subjects.KV_FORMATION),
     )
 
 

@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli import config, deploying, hooks, maintenance, notify, oneoff, reading, running
+from dockyard.cli import (
+    config,
+    deploying,
+    hooks,
+    maintenance,
+    notify,
+    oneoff,
+    reading,
+    running,
+    scaling,
+)
 from dockyard.cli.bus import bus_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -38,7 +48,7 @@ def root(version: Annotated[bool, typer.Option(
     """Dockyard: build, release, gate on postdeploy, switch traffic."""
 
 
-for module in (running, deploying, oneoff, reading):
+for module in (running, deploying, oneoff, scaling, reading):
     app.add_typer(module.commands)
 app.add_typer(config.config_app, name="config", rich_help_panel="Configuring")
 app.add_typer(hooks.hooks_app, name="hooks", rich_help_panel="Configuring")

@@ -131,9 +131,12 @@ def ps(app_name: AppArg, as_json: AsJson = False, data_dir: DataDir = None) -> N
     info = _get(settings, f"/apps/{app}", app) or {}
     rows = info.get("instances") or []
     if as_json:
-        out.json({"app": app, "live_release": info.get("live_release"), "instances": rows})
+        out.json({"app": app, "live_release": info.get("live_release"), "instances": rows,
+                  "formation": info.get("formation")})
         return
     out.table(["process", "release", "state", "instance", "address"], instance_rows(rows))
+    if formation := info.get("formation"):
+        out.line("formation: " + " ".join(f"{k}={v}" for k, v in formation.items()))
 
 
 @commands.command(rich_help_panel=PANEL, epilog="Example:\n\n  dockyard status shop --json")

@@ -13,6 +13,7 @@ from dockyard.contract.events import (
     DeployRequested,
     Message,
     RunRequested,
+    ScaleRequested,
 )
 from dockyard.contract.text import one_line
 
@@ -20,8 +21,8 @@ T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested | RunRequested] = (
-    msgspec.json.Decoder(DeployRequested | CancelRequested | RunRequested))
+Command = DeployRequested | CancelRequested | RunRequested | ScaleRequested
+_command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 
 
 def encode(message: Message | msgspec.Struct) -> bytes:
@@ -48,7 +49,7 @@ def decode_event(data: bytes) -> AnyEvent:
     return _decoded(_event_decoder.decode, data)
 
 
-def decode_command(data: bytes) -> DeployRequested | CancelRequested | RunRequested:
+def decode_command(data: bytes) -> Command:
     """Decode any command by its `type` tag."""
     return _decoded(_command_decoder.decode, data)
 
@@ -58,10 +59,9 @@ def decode_as(data: bytes, type_: type[T]) -> T:
     return _decoded(lambda d: msgspec.json.decode(d, type=type_), data)
 
 
-_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested | RunRequested] = (
-    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested | RunRequested))
+_any_decoder: msgspec.json.Decoder[AnyEvent | Command] = msgspec.json.Decoder(AnyEvent | Command)
 
 
-def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested | RunRequested:
+def decode_any(data: bytes) -> AnyEvent | Command:
     """Decode any event or command by its `type` tag."""
     return _decoded(_any_decoder.decode, data)

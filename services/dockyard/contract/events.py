@@ -125,6 +125,26 @@ class RunRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.run"):
     subject: ClassVar[str] = subjects.CMD_RUN
 
 
+ScaleKind = Literal["scale", "restart"]
+# The most instances of one process type a formation may ask for.
+MAX_SCALE = 20
+
+
+class ScaleRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.scale"):
+    """Ask to change the live release's instances: `scale` to the given counts per process type
+    (the app's formation, kept for later deploys), or `restart` (a rolling replacement of every
+    instance, or of one process type's)."""
+
+    deployment_id: str  # the operation's id (32 hex digits): the `deploymentid` of its events
+    app: str
+    kind: ScaleKind = "scale"
+    counts: dict[str, int] = {}
+    process: str | None = None  # restart: one process type (None: every one)
+    requested_at: datetime = msgspec.field(default_factory=_now)
+
+    subject: ClassVar[str] = subjects.CMD_SCALE
+
+
 # ---------------------------------------------------------------- what events carry
 
 
@@ -222,6 +242,25 @@ class CommandResultData(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int
     duration: float
     tail: list[str] = []
+
+
+class ScaleData(msgspec.Struct, frozen=True, kw_only=True):
+    """A scale or restart of the live release: its spec, the instances it runs (started ones
+    healthy), the formation, and the instances stopped (once it succeeded)."""
+
+    kind: ScaleKind = "scale"
+    spec: DeploySpec
+    instances: list[InstanceRef]
+    formation: dict[str, int] = {}
+    started: list[str] = []
+    stopped: list[str] = []
+
+
+class ScaleFailureData(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a scale or restart did not happen (the live release's instances are as before)."""
+
+    kind: ScaleKind = "scale"
+    reason: str
 
 
 class NotificationAttemptData(msgspec.Struct, frozen=True, kw_only=True):
@@ -443,6 +482,37 @@ class DeployFailed(Event[FailureData], frozen=True, kw_only=True, tag="dockyard.
     outcome: ClassVar[str] = "failed"
 
 
+class ScalePlaced(Event[ScaleData], frozen=True, kw_only=True, tag="dockyard.scale.placed"):
+    """The scheduler started (and health-checked) a scale's or restart's new instances of the
+    live release and recorded its placement; the router routes to exactly its web ones next."""
+
+    topic: ClassVar[str] = "scale"
+    outcome: ClassVar[str] = "placed"
+
+
+class TrafficScaled(Event[ScaleData], frozen=True, kw_only=True, tag="dockyard.traffic.scaled"):
+    """The proxy confirmed it routes the live release's host to the recorded web instances."""
+
+    topic: ClassVar[str] = "traffic"
+    outcome: ClassVar[str] = "scaled"
+
+
+class ScaleSucceeded(Event[ScaleData], frozen=True, kw_only=True,
+                     tag="dockyard.scale.succeeded"):
+    """The instances no longer wanted were drained and stopped: the scale or restart ended."""
+
+    topic: ClassVar[str] = "scale"
+    outcome: ClassVar[str] = "succeeded"
+
+
+class ScaleFailed(Event[ScaleFailureData], frozen=True, kw_only=True,
+                  tag="dockyard.scale.failed"):
+    """A scale or restart could not be done; what it had started was stopped."""
+
+    topic: ClassVar[str] = "scale"
+    outcome: ClassVar[str] = "failed"
+
+
 class CommandStarted(Event[CommandData], frozen=True, kw_only=True,
                      tag="dockyard.command.started"):
     """One hook command began."""
@@ -510,9 +580,14 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     NotificationAttempted,
     NotificationDelivered,
     NotificationFailed,
+    ScalePlaced,
+    TrafficScaled,
+    ScaleSucceeded,
+    ScaleFailed,
 ]
 EVENT_TYPES: tuple[type[Event[Any]], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
-COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested, RunRequested)
+COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested, RunRequested,
+                                               ScaleRequested)
 # Every event whose data is a FailureData: a deploy that did not get through a phase.
 FailureEvent = Union[  # noqa: UP007
     BuildFailed, ReleaseFailed, StartFailed, HookFailed, TrafficFailed, AfterSwitchFailed,

@@ -9,6 +9,7 @@ PREFIX = "dockyard"
 CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
 CMD_RUN = f"{PREFIX}.cmd.run"
+CMD_SCALE = f"{PREFIX}.cmd.scale"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.
@@ -44,6 +45,7 @@ KV_DELIVERIES = "dockyard_deliveries"
 KV_PLACEMENTS = "dockyard_placements"
 KV_MAINTENANCE = "dockyard_maintenance"
 KV_INFLIGHT = "dockyard_inflight"
+KV_FORMATION = "dockyard_formation"
 OBJ_SOURCES = "dockyard_sources"
 OBJ_BUILDS = "dockyard_builds"
 

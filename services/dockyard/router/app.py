@@ -10,7 +10,9 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     HookSucceeded,
+    ScalePlaced,
     TrafficFailed,
+    TrafficScaled,
     TrafficSwitched,
 )
 from dockyard.router.caddy import CaddyAdmin, CaddyProcess, CaddyUnreachable, ensure_caddy
@@ -70,8 +72,9 @@ SERVICE = Service(
         On(HookSucceeded, "on_hook_succeeded"),
         On(DeployQueued, "on_deploy_queued"),
         On(DeployFailed, "on_deploy_failed"),
+        On(ScalePlaced, "on_scale_placed"),
     ),
-    publishes=(TrafficSwitched, TrafficFailed),
+    publishes=(TrafficSwitched, TrafficFailed, TrafficScaled),
     make=make,
     logs=True,
 )

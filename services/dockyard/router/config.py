@@ -35,6 +35,17 @@ def _static(status: int, body: str, headers: dict[str, list[str]] | None = None)
     return handler
 
 
+# With upstream files, every routed app gets this many dial slots, its addresses repeated over
+# them (slot i dials address i mod n): the config's shape does not change when an app's number
+# of web instances does (a scale), so no reload resets the connections arriving then.
+DIAL_SLOTS = 20
+
+
+def slotted(upstreams: tuple[str, ...] | list[str]) -> list[str]:
+    """The addresses written to an app's DIAL_SLOTS upstream files."""
+    return [upstreams[i % len(upstreams)] for i in range(max(DIAL_SLOTS, len(upstreams)))]
+
+
 def dial_placeholder(routes_dir: str, app: str, index: int) -> str:
     """A dial address Caddy reads from a file on every request (the switch rewrites the file)."""
     return "{file." + f"{routes_dir}/{app}/current/{index}" + "}"
@@ -58,7 +69,8 @@ def app_handler(route: AppRoute, routes_dir: str | None = None) -> dict[str, Any
     if not route.upstreams:
         return _static(503, NO_WEB_BODY, {"Content-Type": ["text/plain; charset=utf-8"]})
     dials = (list(route.upstreams) if routes_dir is None else
-             [dial_placeholder(routes_dir, route.app, i) for i in range(len(route.upstreams))])
+             [dial_placeholder(routes_dir, route.app, i)
+              for i in range(len(slotted(route.upstreams)))])
     return {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": dial} for dial in dials],

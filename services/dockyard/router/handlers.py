@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import msgspec
 from faststream import Context
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -22,10 +23,12 @@ from dockyard.contract.events import (
     Fact,
     HookSucceeded,
     InstanceRef,
+    ScalePlaced,
+    TrafficScaled,
 )
 from dockyard.router import upstream_files
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
-from dockyard.router.config import build_config, host_of, join_host_port
+from dockyard.router.config import build_config, host_of, join_host_port, slotted
 from dockyard.router.errors import EndedDeploy, Unverified
 from dockyard.router.routes import (
     Ignore,
@@ -44,7 +47,12 @@ from dockyard.router.routes import (
     without_pending,
 )
 from dockyard.router.routes import upstreams as route_upstreams
-from dockyard.router.verify import POSTDEPLOY_STEP, checked_envelope, verified_switch
+from dockyard.router.verify import (
+    POSTDEPLOY_STEP,
+    checked_envelope,
+    verified_scale,
+    verified_switch,
+)
 from dockyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -108,9 +116,9 @@ class Router:
         (app, previous generation)."""
         switched = []
         for app, route in sorted(table.items()):
-            wanted = list(route.upstreams)
-            if route.pending or not wanted:
+            if route.pending or not route.upstreams:
                 continue
+            wanted = slotted(route.upstreams)
             if upstream_files.current_addresses(self.routes_dir, app) != wanted:
                 switched.append((app, upstream_files.switch(self.routes_dir, app, wanted)))
         return switched
@@ -189,6 +197,39 @@ class Router:
             log.info("switched", previous_release=decision.previous_release)
             await self._tell(event, decision.live.instances, decision.previous_release,
                              in_maintenance=event.app in maintenance)
+
+    async def on_scale_placed(self, event: ScalePlaced, subject: NatsSubject) -> None:
+        """A scale or restart placed the live release's instances: once the scheduler's record
+        vouches for them, route the app's host to exactly its web instances, then announce it."""
+        log = self.log.bind(app=event.app, operation_id=event.deployment_id,
+                            release=event.release)
+        try:
+            checked_envelope(event, subject)
+        except Unverified as exc:
+            _refuse(log, exc)
+        async with self.lock:
+            live, pending, maintenance = await self._state()
+            placement = await self.placements.get(event.app, event.release)
+            current = live.get(event.app)
+            try:
+                routed = verified_scale(event, subject, current, placement)
+            except Unverified as exc:
+                _refuse(log, exc)
+            if current is None or current.instances != routed.instances:
+                table = with_live(table_from_state(live.values(), pending.values(),
+                                                   maintenance.values()), routed)
+                await self._load(table, force=False)  # a CaddyError: retried
+                await self.routes.set_live(routed)
+                log.info("scaled", upstreams=route_upstreams(routed.instances))
+            announced = self.emitter.after(event, Fact.of(TrafficScaled, msgspec.structs.replace(
+                event.data, instances=list(routed.instances))))
+            await self.emitter.emit(announced)
+            if self.nc is not None:
+                op_log = DeployLog(self.nc, event.app, event.deployment_id, "router")
+                upstreams = ", ".join(route_upstreams(routed.instances)) or "no web instance"
+                await op_log.system(f"{host_of(event.app, self.domain)} routes to "
+                                    f"v{event.release}: {upstreams}")
+                await op_log.flush()
 
     async def _tell(self, event: HookSucceeded, instances: list[InstanceRef],
                     previous: int | None, *, in_maintenance: bool = False) -> None:

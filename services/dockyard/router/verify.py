@@ -11,8 +11,16 @@ from typing import Any
 
 import msgspec
 
-from dockyard.contract.events import AnyEvent, DeploySpec, Event, HookSucceeded, InstanceRef
+from dockyard.contract.events import (
+    AnyEvent,
+    DeploySpec,
+    Event,
+    HookSucceeded,
+    InstanceRef,
+    ScalePlaced,
+)
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
+from dockyard.contract.state import LiveRelease
 from dockyard.router.errors import BadEnvelope, ForeignHost, NoVerdict, PlacementMismatch
 from dockyard.router.routes import WEB
 from dockyard.state.placements import Placement
@@ -92,14 +100,43 @@ def verified_switch(event: HookSucceeded, subject: str, verdict: AnyEvent | None
     if event.data != verdict.data:
         raise NoVerdict(app, deployment_id,
                         "the event's spec differs from the recorded postdeploy outcome's")
-    host = RUNTIME_HOSTS.get(event.data.spec.runtime)
+    _check_hosts(app, deployment_id, event.data.spec.runtime, placed)
+    return Verified(app=app, deployment_id=deployment_id, release=release,
+                    spec=verdict.data.spec, instances=list(placement.instances))
+
+
+def _check_hosts(app: str, deployment_id: str, runtime: str,
+                 placed: list[InstanceRef]) -> None:
+    host = RUNTIME_HOSTS.get(runtime)
     for instance in placed:
         if host is None or instance.host != host:
             raise ForeignHost(app, deployment_id,
                               f"instance {instance.id} is on host {instance.host!r}, not on "
-                              f"runtime {event.data.spec.runtime!r}'s own ({host or 'none'})")
+                              f"runtime {runtime!r}'s own ({host or 'none'})")
         if instance.port is not None and not 0 < instance.port <= MAX_PORT:
             raise ForeignHost(app, deployment_id,
                               f"instance {instance.id} has port {instance.port}")
-    return Verified(app=app, deployment_id=deployment_id, release=release,
-                    spec=verdict.data.spec, instances=list(placement.instances))
+
+
+def verified_scale(event: ScalePlaced, subject: str, live: LiveRelease | None,
+                   placement: Placement | None) -> LiveRelease:
+    """The live record a scale.placed may route to: the app's live release with the instances
+    the scheduler recorded for it by this very operation; raises Unverified otherwise."""
+    app = checked_envelope(event, subject)
+    operation = event.deployment_id
+    if live is None or live.release != event.release:
+        raise PlacementMismatch(app, operation,
+                                f"release {event.release} is not the live release "
+                                f"({'none' if live is None else live.release})")
+    if placement is None or (placement.app, placement.release, placement.operation_id) != (
+            app, event.release, operation):
+        raise PlacementMismatch(app, operation,
+                                f"the scheduler recorded no instances of release "
+                                f"{event.release} for this operation")
+    claimed, placed = web_instances(event.data.instances), web_instances(placement.instances)
+    if claimed != placed:
+        raise PlacementMismatch(app, operation,
+                                f"the event routes to [{_described(claimed)}], the scheduler "
+                                f"placed [{_described(placed)}]")
+    _check_hosts(app, operation, live.spec.runtime, placed)
+    return msgspec.structs.replace(live, instances=list(placement.instances))

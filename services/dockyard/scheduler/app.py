@@ -17,16 +17,22 @@ from dockyard.contract.events import (
     ReleaseFailed,
     ReleaseSucceeded,
     RetireSucceeded,
+    ScaleFailed,
+    ScalePlaced,
+    ScaleRequested,
+    ScaleSucceeded,
     StartFailed,
     StartStarted,
     StartSucceeded,
     TrafficFailed,
+    TrafficScaled,
 )
 from dockyard.runtime.select import Runtimes
 from dockyard.scheduler.applogs import AppLogShipper
 from dockyard.scheduler.handlers import Scheduler
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
+from dockyard.state.formation import FormationWriter
 from dockyard.state.inflight import TimeoutReader
 from dockyard.state.locks import AppLocks
 from dockyard.state.placements import PlacementWriter
@@ -45,6 +51,7 @@ class SchedulerDoors:
     routes: RouteReader
     placements: PlacementWriter
     timeouts: TimeoutReader
+    formation: FormationWriter
 
 
 async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
@@ -73,9 +80,12 @@ SERVICE = Service(
         On(AfterSwitchFailed, "on_after_switch_failed"),
         # A deploy the watchdog ended (`timeout`): its new instances go, whenever we are back.
         On(DeployFailed, "on_deploy_failed"),
+        # Scale and restart: in the app's turn; the router routes before extras stop.
+        On(ScaleRequested, "on_scale"),
+        On(TrafficScaled, "on_traffic_scaled"),
     ),
     publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
-               RetireSucceeded),
+               RetireSucceeded, ScalePlaced, ScaleSucceeded, ScaleFailed),
     make=make,
     logs=True,
     app_logs=True,

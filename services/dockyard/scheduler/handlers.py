@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 from faststream.nats.annotations import NatsMessage
 
+from dockyard.bus.broker import Rejected
 from dockyard.bus.logs import DeployLog, heading
 from dockyard.bus.service import ServiceContext
 from dockyard.contract.events import (
@@ -25,19 +27,29 @@ from dockyard.contract.events import (
     InstanceRef,
     ReleaseFailed,
     ReleaseSucceeded,
+    ScaleData,
+    ScaleFailed,
+    ScaleFailureData,
+    ScalePlaced,
+    ScaleRequested,
+    ScaleSucceeded,
     SpecData,
     StartFailed,
     StartStarted,
     TrafficFailed,
+    TrafficScaled,
 )
+from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 from dockyard.contract.phase import Phase
+from dockyard.pipeline import scaling
 from dockyard.pipeline.env import instance_env
 from dockyard.pipeline.rollback import pruned_artifacts
 from dockyard.pipeline.step import Steps
-from dockyard.runtime.base import Runtime
+from dockyard.runtime.base import InstanceSpec, Runtime
 from dockyard.runtime.health import wait_healthy
 from dockyard.runtime.select import Runtimes
 from dockyard.scheduler import decide, placement
+from dockyard.state.formation import Formation
 from dockyard.state.placements import Placement
 
 if TYPE_CHECKING:
@@ -46,6 +58,11 @@ if TYPE_CHECKING:
 PreSwitchFailure = BuildFailed | ReleaseFailed | StartFailed | HookFailed | TrafficFailed
 
 log = structlog.get_logger()
+
+# Seconds between looks at the app's lock while a deploy (or another scale) holds it.
+SCALE_WAIT_RETRY = 1.0
+PLACE_STEP = "scale-placed"
+END_STEP = "scale-end"
 
 
 class Scheduler:
@@ -144,13 +161,20 @@ class Scheduler:
                          deploy_log: DeployLog) -> list[InstanceRef]:
         values = await self.doors.config.at_version(event.subject, spec.config_version)
         deploy_log.secrets = values  # an instance that dies at once shows its output
+        recorded = await self.doors.formation.get(event.subject)
+        counts = scaling.formation_of(spec.plan, None if recorded is None else recorded.counts)
+        plan = msgspec.structs.replace(spec.plan, processes=[
+            msgspec.structs.replace(p, scale=counts[p.name]) for p in spec.plan.processes])
+        if recorded is not None:
+            await deploy_log.system("formation: " + ", ".join(f"{k}={v}"
+                                                              for k, v in counts.items()))
         env_for = {
             f"{p.name}-{i}": instance_env(values, app=event.subject, process=p.name, index=i,
                                           artifact=spec.artifact, release=event.release,
                                           deployment_id=event.deployment_id)
-            for p in spec.plan.processes for i in range(1, p.scale + 1)
+            for p in plan.processes for i in range(1, p.scale + 1)
         }
-        wanted = placement.wanted(spec.plan, app=event.subject, deployment_id=event.deployment_id,
+        wanted = placement.wanted(plan, app=event.subject, deployment_id=event.deployment_id,
                                   release=event.release, artifact=spec.artifact, env_for=env_for)
         if not any(s.process == placement.WEB for s in wanted):
             await deploy_log.system("no web process: nothing will be routed")
@@ -219,8 +243,128 @@ class Scheduler:
             except Exception:  # a leftover artifact is disk space, not a failed deploy
                 log.exception("artifact not removed", app=event.subject, artifact=artifact)
 
+    # ------------------------------------------------------------ scale and restart
+
+    async def on_scale(self, cmd: ScaleRequested, msg: NatsMessage) -> None:
+        """In the app's turn (its lock, queued behind deploys), start what the operation adds to
+        the live release (healthy), record the placement and the formation, then let the
+        router route to it (scale.placed)."""
+        try:
+            check_app(cmd.app)
+            check_deployment_id(cmd.deployment_id)
+        except InvalidName as exc:
+            raise Rejected(str(exc)) from None
+        if await self.doors.steps.outcome(cmd.deployment_id, PLACE_STEP) is not None:
+            await self.steps.once(cmd.deployment_id, PLACE_STEP, msg, self._never)
+            return
+        if not await self.doors.locks.acquire(cmd.app, cmd.deployment_id):
+            await msg.nack(delay=SCALE_WAIT_RETRY)
+            return
+        async with self.doors.locks.hold(cmd.app, cmd.deployment_id):
+            outcome = await self.steps.once(cmd.deployment_id, PLACE_STEP, msg,
+                                            partial(self._place, cmd))
+        if isinstance(outcome, ScaleFailed):
+            await self.doors.locks.release(cmd.app, cmd.deployment_id)
+
+    async def _never(self) -> Event[Any]:
+        raise AssertionError("only called when the outcome is recorded")
+
+    async def _place(self, cmd: ScaleRequested) -> Event[Any]:
+        live = await self.doors.routes.live(cmd.app)
+
+        def failed(reason: str, release: int = 0) -> Event[Any]:
+            return self.emitter.stamp(Fact.of(ScaleFailed, ScaleFailureData(kind=cmd.kind,
+                                                                           reason=reason)),
+                                      app=cmd.app, deployment_id=cmd.deployment_id,
+                                      release=release)
+
+        if live is None:
+            return failed(f"{cmd.app} has no live release to {cmd.kind}")
+        spec, release = live.spec, live.release
+        runtime = await self.runtimes.get(spec.runtime)
+        running = placement.of_release(await runtime.list_instances(cmd.app), release)
+        recorded = await self.doors.formation.get(cmd.app)
+        try:
+            change = scaling.change(cmd, spec.plan, running,
+                                    None if recorded is None else recorded.counts)
+        except scaling.ScaleRefused as exc:
+            return failed(str(exc), release)
+        op_log = DeployLog(self.nc, cmd.app, cmd.deployment_id, "scheduler")
+        values = await self.doors.config.at_version(cmd.app, spec.config_version)
+        op_log.secrets = values
+        await op_log.system(f"===== {cmd.kind} v{release} =====")
+        started: list[InstanceRef] = []
+        try:
+            for want in change.start:
+                env = instance_env(values, app=cmd.app, process=want.process, index=want.index,
+                                   artifact=spec.artifact, release=release,
+                                   deployment_id=cmd.deployment_id)
+                ref = await runtime.start_instance(InstanceSpec(
+                    app=cmd.app, deployment_id=cmd.deployment_id, release=release,
+                    process=want.process, index=want.index, artifact=spec.artifact,
+                    command=_command(spec, want.process), env=env))
+                started.append(ref)
+                await op_log.system(f"started {ref.process}.{want.index} ({ref.id})"
+                                    + (f" on port {ref.port}" if ref.port else ""))
+            for ref in started:
+                if ref.process == placement.WEB and ref.port is not None:
+                    await wait_healthy(ref.host, ref.port, spec.plan.health,
+                                       _alive(runtime, cmd.app, ref))
+                    await op_log.system(f"{ref.id} is healthy")
+        except Exception as exc:
+            for ref in started:
+                await runtime.stop_instance(ref, self.settings.kill_grace)
+            await op_log.system(f"{cmd.kind} failed: {exc}; new instances removed")
+            await op_log.flush()
+            return failed(str(op_log.scrub(exc)), release)
+        instances = scaling.kept(running, change.stop) + started
+        # Recorded before scale.placed is published: the router routes only to these.
+        await self.doors.placements.record(Placement(
+            app=cmd.app, release=release, deployment_id=live.deployment_id,
+            instances=instances, operation_id=cmd.deployment_id))
+        if cmd.kind == "scale":
+            await self.doors.formation.record(Formation(app=cmd.app, counts=change.formation,
+                                                        operation_id=cmd.deployment_id))
+        await op_log.flush()
+        return self.emitter.stamp(
+            Fact.of(ScalePlaced, ScaleData(kind=cmd.kind, spec=spec, instances=instances,
+                                           formation=change.formation,
+                                           started=[r.id for r in started])),
+            app=cmd.app, deployment_id=cmd.deployment_id, release=release)
+
+    async def on_traffic_scaled(self, event: TrafficScaled, msg: NatsMessage) -> None:
+        """The router routes exactly the placed web instances: drain and stop the ones no
+        longer wanted, end the operation and give the app's turn up."""
+        await self.steps.once(event.deployment_id, END_STEP, msg, partial(self._end, event))
+        await self.doors.locks.release(event.subject, event.deployment_id)
+
+    async def _end(self, event: TrafficScaled) -> Event[Any]:
+        spec = event.data.spec
+        runtime = await self.runtimes.get(spec.runtime)
+        wanted = {i.id for i in event.data.instances}
+        extras = [i for i in placement.of_release(await runtime.list_instances(event.subject),
+                                                  event.release) if i.id not in wanted]
+        op_log = self._log(event)
+        if extras:
+            if any(i.process == placement.WEB for i in extras):
+                drain = placement.drain_time(spec.plan.drain, self.settings.drain)
+                await op_log.system(f"draining {len(extras)} instance(s) for {drain:g}s")
+                await asyncio.sleep(drain)
+            for ref in extras:
+                await runtime.stop_instance(ref, self.settings.kill_grace)
+            await op_log.system(f"stopped {', '.join(r.id for r in extras)}")
+        await op_log.system(f"{event.data.kind} of v{event.release} done: "
+                            + ", ".join(f"{k}={v}" for k, v in event.data.formation.items()))
+        await op_log.flush()
+        return self.emitter.after(event, Fact.of(ScaleSucceeded, msgspec.structs.replace(
+            event.data, stopped=[r.id for r in extras])))
+
     def _log(self, event: Event[Any]) -> DeployLog:
         return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")
+
+
+def _command(spec: DeploySpec, process: str) -> str:
+    return next(p.command for p in spec.plan.processes if p.name == process)
 
 
 def _alive(runtime: Runtime, app: str, ref: InstanceRef) -> Callable[[], Awaitable[bool]]:

@@ -25,6 +25,9 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
     release: int
     deployment_id: str
     instances: list[InstanceRef]
+    # The scale or restart that last changed the release's instances (none: as its deploy
+    # started them).
+    operation_id: str | None = None
 
 
 def key(app: str, release: int) -> str:

@@ -13,6 +13,7 @@ from dockyard.state import (
     cancels,
     config,
     deliveries,
+    formation,
     hooks,
     inflight,
     locks,
@@ -33,7 +34,7 @@ DOORS: tuple[Door[Any], ...] = (
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
     placements.READER, maintenance.STORE, maintenance.READER, inflight.WRITER,
-    inflight.TIMEOUTS,
+    inflight.TIMEOUTS, formation.WRITER, formation.READER,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 

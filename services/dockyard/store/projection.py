@@ -32,7 +32,11 @@ from dockyard.contract.events import (
     NotificationDelivered,
     NotificationFailed,
     RetireSucceeded,
+    ScaleFailed,
+    ScalePlaced,
+    ScaleSucceeded,
     StartSucceeded,
+    TrafficScaled,
     TrafficSwitched,
     type_of,
 )
@@ -56,6 +60,7 @@ _PROGRESS = ("queued", "building", "releasing", "starting", "postdeploy", "switc
 _FAILURE_RANK = len(_PROGRESS)
 _TERMINAL = (DeploySucceeded, DeployFailed)
 _NOTIFICATIONS = (NotificationAttempted, NotificationDelivered, NotificationFailed)
+_SCALE = (ScalePlaced, TrafficScaled, ScaleSucceeded, ScaleFailed)
 _ABORTED = type_of(DeployAborted)
 
 
@@ -104,6 +109,15 @@ def apply_event(session: Session, event: Event[Any]) -> bool:
                              payload=codec.encode(event).decode()))
     if isinstance(event, _NOTIFICATIONS):
         _delivery(session, event, t)
+        return True
+    if isinstance(event, _SCALE):
+        # A scale or restart is no deployment: it changes the live release's instances.
+        _app(session, event.subject, t)
+        if isinstance(event, TrafficScaled):
+            _instances(session, event, event.data.instances)
+            _rescaled(session, event)
+        elif isinstance(event, ScaleSucceeded):
+            _retire(session, event.data.stopped)
         return True
     _app(session, event.subject, t)
     dep = _deployment(session, event, t)
@@ -239,6 +253,13 @@ def _switch(session: Session, event: TrafficSwitched, t: datetime) -> None:
     app = _app(session, event.subject, t)
     app.live_release = event.release
     app.live_deployment_id = event.deployment_id
+
+
+def _rescaled(session: Session, event: TrafficScaled) -> None:
+    route = session.get(Route, event.subject)
+    if route is not None and route.release == event.release:
+        route.upstreams = json.dumps([f"{i.host}:{i.port}" for i in event.data.instances
+                                      if i.process == "web" and i.port is not None])
 
 
 def _retire(session: Session, stopped: Iterable[str]) -> None:

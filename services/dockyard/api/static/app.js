@@ -157,6 +157,8 @@ async function showApp(name) {
     summary.replaceChildren(el("p", {},
       "live release ", el("strong", { id: "live" }, app.live_release ? `v${app.live_release}` : "none"),
       " · health ", badge(app.health), ` · ${app.instances.length} instance(s) running`,
+      " · formation ", el("strong", { id: "formation" }, app.formation
+        ? Object.entries(app.formation).map(([p, n]) => `${p}=${n}`).join(" ") : "the plan's"),
       " · maintenance ", el("strong", { id: "maintenance" }, maintenance.enabled ? "on" : "off")));
     history.replaceChildren(...deployments.map((d) => el("tr", { "data-deployment": d.id },
       el("td", {}, el("a", { href: `#/deployments/${d.id}`, class: "mono" }, d.id.slice(0, 12))),
