@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,8 +162,8 @@ class FakeConfig:
         self.versions.setdefault(app, []).append(new)
         return new
 
-    async def forget(self, app: str) -> None:
-        self.versions.pop(app, None)
+    async def forget(self, app: str) -> int:
+        return len(self.versions.pop(app, []))
 
 
 @dataclass
@@ -195,6 +195,11 @@ class FakeRoutes:
     async def clear_pending(self, app: str) -> None:
         self.pending.pop(app, None)
 
+    async def forget(self, app: str) -> list[str]:
+        gone = ([f"live.{app}"] if self.history.pop(app, None) else []) + \
+            ([f"pending.{app}"] if self.pending.pop(app, None) else [])
+        return gone
+
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
         async def none() -> AsyncIterator[None]:
@@ -215,6 +220,12 @@ class FakePlacements:
 
     async def record(self, placement: Placement) -> None:
         self.placed[(placement.app, placement.release)] = placement
+
+    async def forget(self, app: str) -> list[int]:
+        gone = sorted(release for (a, release) in self.placed if a == app)
+        for release in gone:
+            del self.placed[(app, release)]
+        return gone
 
 
 @dataclass
@@ -246,6 +257,10 @@ class FakeReleases:
             self.given[(app, deployment_id)] = self.last[app]
         return self.given[(app, deployment_id)]
 
+    async def forget(self, app: str) -> None:
+        self.last.pop(app, None)
+        self.given = {k: v for k, v in self.given.items() if k[0] != app}
+
 
 @dataclass
 class FakeHooks:
@@ -261,6 +276,9 @@ class FakeHooks:
         self.hooks[app] = fn(await self.load(app))
         return self.hooks[app]
 
+    async def forget(self, app: str) -> None:
+        self.hooks.pop(app, None)
+
 
 @dataclass
 class FakeSinks:
@@ -274,6 +292,9 @@ class FakeSinks:
     async def change(self, app: str, fn: Callable[[Sinks], Sinks]) -> Sinks:
         self.sinks[app] = fn(await self.load(app))
         return self.sinks[app]
+
+    async def forget(self, app: str) -> bool:
+        return self.sinks.pop(app, None) is not None
 
 
 @dataclass
@@ -318,6 +339,12 @@ class FakeSources:
         self.objects[name] = data
         return name
 
+    async def forget(self, app: str, keep: Collection[str] = ()) -> int:
+        gone = [n for n in self.objects if n.startswith(f"{app}/") and n not in keep]
+        for name in gone:
+            del self.objects[name]
+        return len(gone)
+
 
 @dataclass
 class FakeManifests:
@@ -330,6 +357,12 @@ class FakeManifests:
 
     async def keep(self, app: str, build_id: str, files: dict[str, str]) -> None:
         self.kept[(app, build_id)] = dict(files)
+
+    async def forget(self, app: str) -> int:
+        gone = [k for k in self.kept if k[0] == app]
+        for k in gone:
+            del self.kept[k]
+        return len(gone)
 
 
 @dataclass
@@ -347,6 +380,7 @@ class FakeRuntime:
     instances: dict[str, list[InstanceRef]] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    removed_apps: list[str] = field(default_factory=list)
     fail_start: bool = False
     built: list[str] = field(default_factory=list)
     started: list[InstanceSpec] = field(default_factory=list)
@@ -423,6 +457,9 @@ class FakeRuntime:
         if self.remove_error is not None:
             raise self.remove_error
         self.removed.append(artifact)
+
+    async def remove_app(self, app: str) -> None:
+        self.removed_apps.append(app)
 
     async def close(self) -> None:
         for server in self.servers.values():

@@ -27,7 +27,7 @@ from dockyard.bus.recorded import owner_alive, stop_sync
 from dockyard.bus.service import SERVICES, RunningService, declaration, start_service
 from dockyard.bus.topology import provision, stream_names
 from dockyard.client import ClientDoors
-from dockyard.contract.events import CancelRequested, DeployRequested
+from dockyard.contract.events import CancelRequested, DeployRequested, DestroyRequested
 from dockyard.settings import Settings
 
 log = structlog.get_logger()
@@ -54,7 +54,8 @@ class StackError(RuntimeError):
 def identities() -> dict[str, Permissions]:
     """Every bus identity's permissions, from the services' declarations and the CLI's doors."""
     return every_identity([declaration(name) for name in SERVICES], ClientDoors,
-                          [DeployRequested.subject, CancelRequested.subject], stream_names())
+                          [DeployRequested.subject, CancelRequested.subject,
+                           DestroyRequested.subject], stream_names())
 
 
 async def _quiet(exc: Exception) -> None:

@@ -29,6 +29,7 @@ from tests.contract.samples import sample_event
 from tests.events import data_type
 from tests.fakes import (
     FakeCancels,
+    FakeConfig,
     FakeHooks,
     FakeLocks,
     FakeManifests,
@@ -38,6 +39,7 @@ from tests.fakes import (
     FakeRoutes,
     FakeRuntime,
     FakeRuntimes,
+    FakeSinks,
     FakeSources,
     FakeSteps,
     RecordingBroker,
@@ -88,7 +90,8 @@ class BrokenQueue(FakeQueue):
 def builder(queue: FakeQueue) -> Builder:
     doors = BuilderDoors(queue=queue, locks=FakeLocks(), releases=FakeReleases(),
                          steps=FakeSteps(), cancels=FakeCancels(), hooks=FakeHooks(),
-                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes())
+                         manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes(),
+                         config=FakeConfig(), sinks=FakeSinks())
     return Builder(service_context(SERVICE, RecordingBroker(), FakeNats()), doors,
                    FakeRuntimes(FakeRuntime()))
 

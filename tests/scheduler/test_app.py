@@ -12,6 +12,7 @@ from dockyard.contract.events import (
     AfterSwitchFailed,
     AfterSwitchSucceeded,
     BuildFailed,
+    DestroyStarted,
     Event,
     Fact,
     HookFailed,
@@ -35,6 +36,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     TrafficFailed: "on_pre_switch_failure",
     AfterSwitchSucceeded: "on_after_switch_succeeded",
     AfterSwitchFailed: "on_after_switch_failed",
+    DestroyStarted: "on_destroy_started",
 }
 
 

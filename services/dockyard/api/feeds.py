@@ -11,9 +11,9 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dockyard.contract import codec
-from dockyard.contract.events import CancelRequested, DeployRequested
+from dockyard.contract.events import CancelRequested, DeployRequested, DestroyRequested
 
-Command = DeployRequested | CancelRequested
+Command = DeployRequested | CancelRequested | DestroyRequested
 Stop = Callable[[], Awaitable[bool]]
 
 

@@ -424,12 +424,13 @@ async def maintenance(app: AppName, data: JSONBody[MaintenanceRequest]) -> Opera
     raise NotBuiltYet("maintenance")
 
 
-@delete("/apps/{app:str}", tags=["operations"], status_code=202, responses=NOT_YET,
-        summary="Destroy an app")
-async def destroy(app: AppName) -> OperationAccepted:
-    """Stop its instances, remove its route, config, hooks, sinks and artifacts."""
-    check_app(app)
-    raise NotBuiltYet("destroy")
+@delete("/apps/{app:str}", tags=["operations"], status_code=202,
+        responses=errors(403, 404, 409), summary="Destroy an app")
+async def destroy(app: AppName, api: Api) -> OperationAccepted:
+    """Stop its instances, remove its route, artifacts, config, hooks, sinks and records; the
+    name may be deployed again as a new app (from v1). 404: no such app; 409: a deploy of it
+    is queued or running. Follow it at `events` (`destroy.succeeded` or `destroy.failed`)."""
+    return await api.operations.destroy(check_app(app))
 
 
 ROUTES = [healthz, dashboard, login, logout, openapi, list_apps, one_app, app_deployments,

@@ -14,16 +14,23 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     DeployRequested,
+    DestroyFailed,
+    DestroyRequested,
+    DestroyStarted,
+    DestroySucceeded,
+    DestroyUnrouted,
 )
 from dockyard.runtime.select import Runtimes
-from dockyard.state.builds import ManifestStore
+from dockyard.state.builds import ManifestKeeper
 from dockyard.state.cancels import CancelMarkers
-from dockyard.state.hooks import HookReader
+from dockyard.state.config import ConfigForgetter
+from dockyard.state.hooks import HookKeeper
 from dockyard.state.locks import AppLocks
 from dockyard.state.queue import DeployQueue
 from dockyard.state.releases import ReleaseNumbers
 from dockyard.state.routes import RouteReader
-from dockyard.state.sources import SourceReader
+from dockyard.state.sinks import SinkForgetter
+from dockyard.state.sources import SourceKeeper
 from dockyard.state.steps import StepRecords
 
 
@@ -36,10 +43,13 @@ class BuilderDoors:
     releases: ReleaseNumbers
     steps: StepRecords
     cancels: CancelMarkers
-    hooks: HookReader
-    manifests: ManifestStore
-    sources: SourceReader
+    hooks: HookKeeper
+    manifests: ManifestKeeper
+    sources: SourceKeeper
     routes: RouteReader
+    # Written by operators (CLI, api); the builder forgets them, unread, when it destroys an app.
+    config: ConfigForgetter
+    sinks: SinkForgetter
 
 
 async def make(ctx: ServiceContext, doors: BuilderDoors) -> Builder:
@@ -55,8 +65,11 @@ SERVICE = Service(
     subscribes=(
         On(DeployRequested, "on_deploy"),
         On(CancelRequested, "on_cancel"),
+        On(DestroyRequested, "on_destroy"),
+        On(DestroyUnrouted, "on_destroy_unrouted"),
     ),
-    publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed),
+    publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed,
+               DestroyStarted, DestroySucceeded, DestroyFailed),
     make=make,
     logs=True,
 )

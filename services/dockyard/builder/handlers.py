@@ -25,6 +25,11 @@ from dockyard.contract.events import (
     DeployQueued,
     DeployRequested,
     DeploySpec,
+    DestroyData,
+    DestroyRequested,
+    DestroyStarted,
+    DestroySucceeded,
+    DestroyUnrouted,
     Event,
     Fact,
     KindData,
@@ -46,6 +51,8 @@ log = structlog.get_logger()
 
 WAIT_RETRY = 1.0  # seconds between looks at the queue while another deploy runs
 STEP = "build"
+DESTROY_START = "destroy-start"
+DESTROY_END = "destroy-end"
 
 
 class Builder:
@@ -109,6 +116,64 @@ class Builder:
             raise Rejected(str(exc)) from None
         await self.doors.cancels.request(cmd.deployment_id, cmd.reason)
         log.info("cancel requested", app=cmd.app, deployment_id=cmd.deployment_id)
+
+    async def on_destroy(self, cmd: DestroyRequested, msg: NatsMessage) -> None:
+        """Start destroying an app in its turn: refused while a deploy of it is queued or
+        running; else the destroy takes the app's lock (no deploy starts until it ends) and
+        `destroy.started` sends the scheduler to work."""
+        try:
+            decide.check_destroy(cmd)
+        except InvalidName as exc:
+            raise Rejected(str(exc)) from None
+        await self.steps.once(cmd.operation_id, DESTROY_START, msg,
+                              partial(self._destroy_start, cmd))
+
+    async def _destroy_start(self, cmd: DestroyRequested) -> Event[Any]:
+        waiting = await self.doors.queue.load(cmd.app)
+        holder = await self.doors.locks.holder(cmd.app)
+        refusal = decide.destroy_refusal(cmd.app, cmd.operation_id, waiting, holder)
+        if refusal is None and not await self.doors.locks.acquire(cmd.app, cmd.operation_id):
+            # A deploy took the lock between the look and the take.
+            refusal = decide.destroy_refusal(cmd.app, cmd.operation_id, waiting,
+                                              await self.doors.locks.holder(cmd.app))
+        if refusal is not None:
+            log.info("destroy refused", app=cmd.app, operation=cmd.operation_id,
+                     reason=refusal.data.reason)
+            return self.emitter.stamp(refusal, app=cmd.app, deployment_id=cmd.operation_id,
+                                      release=0)
+        log.info("destroying", app=cmd.app, operation=cmd.operation_id)
+        return self.emitter.stamp(Fact.of(DestroyStarted, DestroyData()), app=cmd.app,
+                                  deployment_id=cmd.operation_id, release=0)
+
+    async def on_destroy_unrouted(self, event: DestroyUnrouted, msg: NatsMessage) -> None:
+        """The app has no instance and no route left: forget the rest of its state, end the
+        destroy, give the lock up (a deploy that waited meanwhile starts a new app, v1)."""
+        await self.steps.once(event.deployment_id, DESTROY_END, msg,
+                              partial(self._destroy_end, event))
+        await self.doors.locks.release(event.subject, event.deployment_id)
+
+    async def _destroy_end(self, event: DestroyUnrouted) -> Event[Any]:
+        app = event.subject
+        removed: list[str] = []
+        async with self.doors.locks.hold(app, event.deployment_id):
+            # Deploys requested during the destroy wait in the queue: their sources stay.
+            waiting = await self.doors.queue.load(app)
+            keep = {object_name(app, e.deployment_id) for e in waiting.entries}
+            if sources := await self.doors.sources.forget(app, keep):
+                removed.append(f"{sources} source archive(s)")
+            if manifests := await self.doors.manifests.forget(app):
+                removed.append(f"{manifests} manifest(s)")
+            if await self.doors.config.forget(app):
+                removed.append("config (every version)")
+            if hooks := (await self.doors.hooks.load(app)).hooks:
+                removed.append(f"{len(hooks)} operator hook(s)")
+            await self.doors.hooks.forget(app)
+            if await self.doors.sinks.forget(app):
+                removed.append("notification sinks")
+            await self.doors.releases.forget(app)
+            removed.append("release numbering (the next deploy is v1)")
+        log.info("destroyed", app=app, operation=event.deployment_id)
+        return self.emitter.after(event, Fact.of(DestroySucceeded, DestroyData(removed=removed)))
 
     async def _never(self) -> Event[Any]:
         raise AssertionError("only called when the outcome is recorded")

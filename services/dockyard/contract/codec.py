@@ -6,14 +6,21 @@ from typing import TypeVar
 
 import msgspec
 
-from dockyard.contract.events import AnyEvent, CancelRequested, DeployRequested, Message
+from dockyard.contract.events import (
+    AnyEvent,
+    CancelRequested,
+    DeployRequested,
+    DestroyRequested,
+    Message,
+)
+
+AnyCommand = DeployRequested | CancelRequested | DestroyRequested
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-_command_decoder: msgspec.json.Decoder[DeployRequested | CancelRequested] = msgspec.json.Decoder(
-    DeployRequested | CancelRequested)
+_command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 
 
 def encode(message: Message | msgspec.Struct) -> bytes:
@@ -26,7 +33,7 @@ def decode_event(data: bytes) -> AnyEvent:
     return _event_decoder.decode(data)
 
 
-def decode_command(data: bytes) -> DeployRequested | CancelRequested:
+def decode_command(data: bytes) -> AnyCommand:
     """Decode any command by its `type` tag."""
     return _command_decoder.decode(data)
 
@@ -36,10 +43,10 @@ def decode_as(data: bytes, type_: type[T]) -> T:
     return msgspec.json.decode(data, type=type_)
 
 
-_any_decoder: msgspec.json.Decoder[AnyEvent | DeployRequested | CancelRequested] = (
-    msgspec.json.Decoder(AnyEvent | DeployRequested | CancelRequested))
+_any_decoder: msgspec.json.Decoder[AnyEvent | AnyCommand] = (
+    msgspec.json.Decoder(AnyEvent | AnyCommand))
 
 
-def decode_any(data: bytes) -> AnyEvent | DeployRequested | CancelRequested:
+def decode_any(data: bytes) -> AnyEvent | AnyCommand:
     """Decode any event or command by its `type` tag."""
     return _any_decoder.decode(data)

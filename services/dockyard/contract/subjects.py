@@ -8,6 +8,7 @@ PREFIX = "dockyard"
 # Commands (requests to do something).
 CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
+CMD_DESTROY = f"{PREFIX}.cmd.destroy"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.

@@ -9,6 +9,8 @@ from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
+    DestroyStopped,
+    DestroyUnrouted,
     HookSucceeded,
     TrafficFailed,
     TrafficSwitched,
@@ -64,8 +66,9 @@ SERVICE = Service(
         On(HookSucceeded, "on_hook_succeeded"),
         On(DeployQueued, "on_deploy_queued"),
         On(DeployFailed, "on_deploy_failed"),
+        On(DestroyStopped, "on_destroy_stopped"),
     ),
-    publishes=(TrafficSwitched, TrafficFailed),
+    publishes=(TrafficSwitched, TrafficFailed, DestroyUnrouted),
     make=make,
     logs=True,
 )

@@ -16,6 +16,9 @@ from dockyard.bus.logs import DeployLog, heading
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
+    DestroyData,
+    DestroyStopped,
+    DestroyUnrouted,
     Event,
     Fact,
     HookSucceeded,
@@ -39,6 +42,7 @@ from dockyard.router.routes import (
     valid_app,
     with_live,
     with_pending,
+    without_app,
     without_pending,
 )
 from dockyard.router.routes import upstreams as route_upstreams
@@ -223,6 +227,24 @@ class Router:
             await self._load(table)
             await self.routes.clear_pending(event.app)
             self.log.info("pending cleared", app=event.app, deployment_id=event.deployment_id)
+
+    async def on_destroy_stopped(self, event: DestroyStopped, subject: NatsSubject) -> None:
+        """An app being destroyed has no instances left: its host answers 404 (one proxy load
+        without it), then its route records go; idempotent, so a redelivery does it again."""
+        try:
+            checked_envelope(event, subject)
+        except Unverified as exc:
+            _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
+        async with self.lock:
+            live, pending = await self._state()
+            table = without_app(table_from_state(live.values(), pending.values()), event.app)
+            await self._load(table)  # a CaddyError propagates: the message is retried
+            gone = await self.routes.forget(event.app)
+            upstream_files.remove_app(self.routes_dir, event.app)
+        self.log.info("routes removed", app=event.app, deployment_id=event.deployment_id)
+        removed = [f"route of {host_of(event.app, self.domain)}"] if gone else []
+        await self.emitter.emit(self.emitter.after(
+            event, Fact.of(DestroyUnrouted, DestroyData(removed=removed))))
 
     async def follow_state(self) -> None:
         """Reload whenever another router instance changed the recorded routes."""

@@ -215,6 +215,21 @@ class DockerRuntime:
                 raise
             logger.debug("image kept", image=artifact, reason=exc.message)
 
+    async def remove_app(self, app: str) -> None:
+        """Remove every container (one-offs too), image and the network labelled with the app."""
+        for container in await self.docker.containers.list(
+                all=True, filters=json.dumps(dc.label_filters({dc.LABEL_APP: app}))):
+            await self._remove(container)
+        images = await self.docker.images.list(
+            filters=json.dumps({"label": [f"{dc.LABEL_APP}={app}"]}))
+        for image in images:
+            try:
+                await self.docker.images.delete(str(image["Id"]), force=True)
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+        await self._release_network(app)
+
     # ------------------------------------------------------------ one-off
 
     async def run_oneoff(self, spec: OneOffSpec, log: LogSink,

@@ -11,6 +11,8 @@ from dockyard.contract.events import (
     BuildFailed,
     DeployAborted,
     DeploySucceeded,
+    DestroyStarted,
+    DestroyStopped,
     HookFailed,
     ReleaseFailed,
     ReleaseSucceeded,
@@ -25,7 +27,7 @@ from dockyard.scheduler.handlers import Scheduler
 from dockyard.state.cancels import CancelReader
 from dockyard.state.config import ConfigReader
 from dockyard.state.locks import AppLocks
-from dockyard.state.placements import PlacementWriter
+from dockyard.state.placements import PlacementKeeper
 from dockyard.state.routes import RouteReader
 from dockyard.state.steps import StepRecords
 
@@ -39,7 +41,7 @@ class SchedulerDoors:
     steps: StepRecords
     config: ConfigReader
     routes: RouteReader
-    placements: PlacementWriter
+    placements: PlacementKeeper
 
 
 async def make(ctx: ServiceContext, doors: SchedulerDoors) -> Scheduler:
@@ -62,9 +64,10 @@ SERVICE = Service(
         On(TrafficFailed, "on_pre_switch_failure"),
         On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
         On(AfterSwitchFailed, "on_after_switch_failed"),
+        On(DestroyStarted, "on_destroy_started"),
     ),
     publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
-               RetireSucceeded),
+               RetireSucceeded, DestroyStopped),
     make=make,
     logs=True,
 )

@@ -18,6 +18,9 @@ from dockyard.contract.events import (
     AfterSwitchSucceeded,
     BuildFailed,
     DeploySpec,
+    DestroyData,
+    DestroyStarted,
+    DestroyStopped,
     Event,
     Fact,
     HookFailed,
@@ -194,6 +197,36 @@ class Scheduler:
                 await runtime.remove_artifact(artifact)
             except Exception:  # a leftover artifact is disk space, not a failed deploy
                 log.exception("artifact not removed", app=event.subject, artifact=artifact)
+
+    async def on_destroy_started(self, event: DestroyStarted, msg: NatsMessage) -> None:
+        """An app is destroyed: stop every instance, remove its artifacts, files and user and
+        forget its placements (once; the router removes the route next)."""
+        await self.steps.once(event.deployment_id, "destroy", msg, partial(self._destroy, event))
+
+    async def _destroy(self, event: DestroyStarted) -> Event[Any]:
+        app = event.subject
+        history = await self.doors.routes.live_history(app)
+        names = decide.runtimes_of(history, await self.runtimes.default_name())
+        removed: list[str] = []
+        async with self.doors.locks.hold(app, event.deployment_id):
+            for name in names:
+                runtime = await self.runtimes.get(name)
+                for ref in await runtime.list_instances(app):
+                    await runtime.stop_instance(ref, self.settings.kill_grace)
+                    removed.append(f"instance {ref.id} ({ref.process}, v{ref.release})")
+                for artifact in decide.artifacts_of(history, name):
+                    try:
+                        await runtime.remove_artifact(artifact)
+                    except Exception:  # remove_app below takes what is labelled with the app
+                        log.exception("artifact not removed", app=app, artifact=artifact)
+                    removed.append(f"artifact {artifact}")
+                await runtime.remove_app(app)
+            releases = await self.doors.placements.forget(app)
+        if releases:
+            removed.append("placements of " + ", ".join(f"v{n}" for n in releases))
+        log.info("destroyed instances and artifacts", app=app, operation=event.deployment_id,
+                 runtimes=names)
+        return self.emitter.after(event, Fact.of(DestroyStopped, DestroyData(removed=removed)))
 
     def _log(self, event: Event[Any]) -> DeployLog:
         return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")

@@ -30,7 +30,8 @@ DOORS: tuple[Door[Any], ...] = (
     config.READER, routes.WRITER, routes.READER, queue.DOOR, releases.DOOR, hooks.STORE,
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
-    placements.READER,
+    placements.READER, hooks.KEEPER, sinks.FORGETTER, sources.KEEPER, builds.KEEPER,
+    config.FORGETTER,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 

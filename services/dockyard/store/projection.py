@@ -23,6 +23,11 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     DeploySucceeded,
+    DestroyFailed,
+    DestroyStarted,
+    DestroyStopped,
+    DestroySucceeded,
+    DestroyUnrouted,
     Event,
     FailureData,
     HookStarted,
@@ -57,6 +62,7 @@ _FAILURE_RANK = len(_PROGRESS)
 _TERMINAL = (DeploySucceeded, DeployFailed)
 _NOTIFICATIONS = (NotificationAttempted, NotificationDelivered, NotificationFailed)
 _ABORTED = type_of(DeployAborted)
+_DESTROY = (DestroyStarted, DestroyStopped, DestroyUnrouted, DestroySucceeded, DestroyFailed)
 
 
 def utc(value: datetime) -> datetime:
@@ -105,6 +111,11 @@ def apply_event(session: Session, event: Event[Any]) -> bool:
     if isinstance(event, _NOTIFICATIONS):
         _delivery(session, event, t)
         return True
+    if isinstance(event, _DESTROY):
+        # A destroy is no deployment: only its events are kept, and its end forgets the app.
+        if isinstance(event, DestroySucceeded):
+            forget_app(session, event.subject)
+        return True
     _app(session, event.subject, t)
     dep = _deployment(session, event, t)
     _move(dep, event, t)
@@ -122,6 +133,26 @@ def apply_event(session: Session, event: Event[Any]) -> bool:
     elif isinstance(event, (CommandStarted, CommandFinished)):
         _hook_run(session, event, t)
     return True
+
+
+def forget_app(session: Session, app: str) -> None:
+    """Delete every record of an app: it, its releases, deployments, hook runs, instances,
+    route, deliveries and events; a destroy's own events stay (the record that it was)."""
+    deployments = [d.id for d in session.exec(select(Deployment).where(Deployment.app == app))]
+    for chunk in range(0, len(deployments), 500):
+        for run in session.exec(select(HookRun).where(
+                col(HookRun.deployment_id).in_(deployments[chunk:chunk + 500]))):
+            session.delete(run)
+    kept = [type_of(cls) for cls in _DESTROY]
+    for model in (Release, Deployment, Instance, Delivery):
+        for row in session.exec(select(model).where(model.app == app)):
+            session.delete(row)
+    for row in session.exec(select(AppliedEvent).where(
+            AppliedEvent.app == app, col(AppliedEvent.type).not_in(kept))):
+        session.delete(row)
+    for one in (session.get(Route, app), session.get(App, app)):
+        if one is not None:
+            session.delete(one)
 
 
 def project(store: Store, event: Event[Any]) -> bool:
