@@ -243,6 +243,12 @@ class FakeQueue:
         self.queues[app] = after
         return before, after
 
+    async def forget_if_empty(self, app: str) -> bool:
+        if (await self.load(app)).entries:
+            return False
+        self.queues.pop(app, None)
+        return True
+
 
 @dataclass
 class FakeReleases:

@@ -159,6 +159,8 @@ class Builder:
             # Deploys requested during the destroy wait in the queue: their sources stay.
             waiting = await self.doors.queue.load(app)
             keep = {object_name(app, e.deployment_id) for e in waiting.entries}
+            if not keep:
+                await self.doors.queue.forget_if_empty(app)
             if sources := await self.doors.sources.forget(app, keep):
                 removed.append(f"{sources} source archive(s)")
             if manifests := await self.doors.manifests.forget(app):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -173,6 +174,16 @@ def build_run_dir(root: Path, app: str, build_id: str) -> Path:
     return root / "runs" / f"build-{safe_name(app)}-{safe_name(build_id)}"
 
 
+def build_run_dirs(root: Path, app: str) -> list[Path]:
+    """The run dirs of an app's builds (`build-<app>-v<N>-<8 hex>`: not another app's whose
+    name starts with this one's)."""
+    runs = root / "runs"
+    if not runs.is_dir():
+        return []
+    own = re.compile(rf"build-{re.escape(safe_name(app))}-v\d+-[0-9a-z]{{8}}")
+    return sorted(p for p in runs.iterdir() if own.fullmatch(p.name))
+
+
 def parse_proc_stat(text: str) -> tuple[str, int]:
     """(state, start time in clock ticks) from the text of /proc/<pid>/stat."""
     # The command name is in parentheses and may itself contain spaces and parentheses.
@@ -288,9 +299,13 @@ class ProcessRuntime:
                         gid=None if user is None else user.gid)
 
     async def remove_app(self, app: str) -> None:
-        """Remove an app's tree and its user (its instances must be stopped first)."""
+        """Remove an app's tree, its release env files, instance records and logs, its builds'
+        run dirs, and its user (its instances must be stopped first)."""
         await asyncio.to_thread(remove_tree, self.apps_dir / safe_name(app))
         await asyncio.to_thread(remove_tree, self.root / "releases" / safe_name(app))
+        await asyncio.to_thread(remove_tree, instances_dir(self.root, app))
+        for run_dir in build_run_dirs(self.root, app):
+            await asyncio.to_thread(remove_tree, run_dir)
         if self.isolated:
             uid = uid_of(app)
             if uid is not None:
