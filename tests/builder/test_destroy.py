@@ -15,8 +15,8 @@ from dockyard.contract.events import (
     DestroyFailed,
     DestroyRequested,
     DestroyStarted,
+    DestroyStopped,
     DestroySucceeded,
-    DestroyUnrouted,
     new_id,
 )
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
@@ -68,6 +68,8 @@ async def test_a_destroy_takes_the_lock_and_starts_once() -> None:
     [event] = w.broker.events
     assert isinstance(event, DestroyStarted) and event.deployment_id == OP
     assert event.subject == APP and event.release == 0
+    # Nothing ever went live: only the default runtime may hold something of the app.
+    assert event.data == DestroyData(runtimes=[w.runtime.name], artifacts=[])
     await start(w)  # redelivered: the recorded outcome again, same id
     assert [e.id for e in w.broker.events] == [event.id, event.id]
 
@@ -106,8 +108,8 @@ async def test_the_end_forgets_the_apps_state_and_frees_the_lock() -> None:
                                                            command="true")])
     w.sinks.sinks[APP] = Sinks(sinks=[Sink(name="ops", url="https://x.example/h")])
     await w.releases.allocate(APP, DEP)
-    unrouted = make(DestroyUnrouted, app=APP, deployment_id=OP, removed=["route of x"])
-    await w.builder.on_destroy_unrouted(unrouted, FakeMessage(T0).as_message())
+    stopped = make(DestroyStopped, app=APP, deployment_id=OP, removed=["route of x"])
+    await w.builder.on_destroy_stopped(stopped, FakeMessage(T0).as_message())
     [end] = w.broker.events
     assert isinstance(end, DestroySucceeded)
     assert end.data == DestroyData(removed=[
@@ -119,7 +121,7 @@ async def test_the_end_forgets_the_apps_state_and_frees_the_lock() -> None:
     assert w.sinks.sinks == {} and await w.releases.allocate(APP, "e" * 32) == 1
     assert APP not in w.locks.held
     # Redelivered: the same end again, nothing else.
-    await w.builder.on_destroy_unrouted(unrouted, FakeMessage(T0).as_message())
+    await w.builder.on_destroy_stopped(stopped, FakeMessage(T0).as_message())
     assert [e.id for e in w.broker.events] == [end.id, end.id]
 
 
@@ -127,6 +129,6 @@ async def test_an_empty_queue_goes_with_the_app() -> None:
     w = world()
     w.locks.held[APP] = OP
     w.queue.queues[APP] = Queue()
-    await w.builder.on_destroy_unrouted(make(DestroyUnrouted, app=APP, deployment_id=OP),
+    await w.builder.on_destroy_stopped(make(DestroyStopped, app=APP, deployment_id=OP),
                                         FakeMessage(T0).as_message())
     assert APP not in w.queue.queues

@@ -6,6 +6,9 @@ deploys again as a new app, v1."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +24,7 @@ from dockyard.runtime.docker_config import LABEL_APP
 from dockyard.runtime.users import uid_of
 from dockyard.state import kv
 from tests.e2e.apps import get, make_app
-from tests.e2e.cli_support import cli, deployment_of, lock_holder
+from tests.e2e.cli_support import DOCKYARD, cli, cli_env, deployment_of, lock_holder
 from tests.e2e.conftest import Running
 
 pytestmark = pytest.mark.timeout(900)
@@ -173,6 +176,34 @@ async def test_destroy_asks_for_confirmation_and_refuses_unknown_apps(
     # An app with config alone is destroyed too.
     gone = await cli(running, "destroy", app, "--yes")
     assert gone.returncode == 0, gone
+    assert not await running.client.app_exists(app)
+
+
+def typed_at_a_terminal(running: Running, app: str, answer: str) -> tuple[int, str, str]:
+    """`dockyard destroy APP` with a terminal as stdin, the answer typed at its prompt."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([DOCKYARD, "destroy", app], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=cli_env(running), text=True)
+        os.close(slave)
+        os.write(master, (answer + "\n").encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    return proc.returncode, out, err
+
+
+async def test_destroy_on_a_terminal_asks_for_the_app_name(running: Running) -> None:
+    app = running.app_name("asked")
+    done = await cli(running, "config", "set", app, "A=1", "--create")
+    assert done.returncode == 0, done
+    code, out, err = await asyncio.to_thread(typed_at_a_terminal, running, app, "wrong")
+    assert code == 2 and err == f"error: not confirmed: {app} was not destroyed\n"
+    assert "Type the app name to confirm" in out
+    assert await running.client.app_exists(app)
+    code, out, err = await asyncio.to_thread(typed_at_a_terminal, running, app, app)
+    assert code == 0, err
+    assert f"destroyed {app}" in out and "removed config (every version)" in out
     assert not await running.client.app_exists(app)
 
 

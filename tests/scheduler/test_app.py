@@ -12,7 +12,7 @@ from dockyard.contract.events import (
     AfterSwitchFailed,
     AfterSwitchSucceeded,
     BuildFailed,
-    DestroyStarted,
+    DestroyUnrouted,
     Event,
     Fact,
     HookFailed,
@@ -36,7 +36,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     TrafficFailed: "on_pre_switch_failure",
     AfterSwitchSucceeded: "on_after_switch_succeeded",
     AfterSwitchFailed: "on_after_switch_failed",
-    DestroyStarted: "on_destroy_started",
+    DestroyUnrouted: "on_destroy_unrouted",
 }
 
 

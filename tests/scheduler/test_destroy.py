@@ -1,5 +1,6 @@
 """The scheduler's side of a destroy, on fakes: every instance stopped, the kept releases'
-artifacts removed, the runtime told to remove the rest of the app, placements forgotten."""
+artifacts removed (as the builder read them from the route records), the runtime told to remove
+the rest of the app, placements forgotten."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from dockyard.contract.events import DestroyData, DestroyStarted, DestroyStopped
+from dockyard.contract.events import DestroyData, DestroyStopped, DestroyUnrouted
 from dockyard.contract.state import LiveRelease
-from dockyard.scheduler import decide
+from dockyard.pipeline import destroy
+from dockyard.scheduler.handlers import destroy_artifacts
 from dockyard.state.placements import Placement
 from tests.events import make
 from tests.fakes import FakeMessage
@@ -33,23 +35,26 @@ def live(release: int, spec: Any) -> LiveRelease:
 
 def test_runtimes_and_artifacts_of_an_app_come_from_its_kept_live_releases() -> None:
     history = [live(2, OLD_SPEC), live(3, SPEC), live(4, SPEC)]
-    assert decide.runtimes_of(history, "docker") == ["docker", "process"]
-    assert decide.runtimes_of([], "process") == ["process"]
-    assert decide.artifacts_of(history, "process") == ["img2+pre", "img2", "img3+pre", "img3"]
-    assert decide.artifacts_of(history, "docker") == []
+    assert destroy.runtimes_of(history, "docker") == ["docker", "process"]
+    assert destroy.runtimes_of([], "process") == ["process"]
+    found = destroy.artifacts_of(history)
+    assert found == ["process:img2+pre", "process:img2", "process:img3+pre", "process:img3"]
+    assert destroy_artifacts([*found, "docker:sha256:1"], "docker") == ["sha256:1"]
+    assert destroy_artifacts(found, "process") == ["img2+pre", "img2", "img3+pre", "img3"]
 
 
 async def test_destroy_stops_everything_and_forgets_placements_once(w: World) -> None:
     await running(w, 2)
     await running(w, 3, ("web", "worker"))
-    w.routes.history[APP] = [live(2, OLD_SPEC), live(3, SPEC)]
+    history = [live(2, OLD_SPEC), live(3, SPEC)]
     placements = w.scheduler.doors.placements
     for release in (2, 3):
         await placements.record(Placement(app=APP, release=release, deployment_id="d",
                                           instances=[]))
     w.locks.held[APP] = OP  # the builder took it for the destroy
-    started = make(DestroyStarted, app=APP, deployment_id=OP)
-    await w.scheduler.on_destroy_started(started, FakeMessage().as_message())
+    started = make(DestroyUnrouted, app=APP, deployment_id=OP, runtimes=["process"],
+                   artifacts=destroy.artifacts_of(history))
+    await w.scheduler.on_destroy_unrouted(started, FakeMessage().as_message())
     [stopped] = w.broker.events
     assert isinstance(stopped, DestroyStopped) and stopped.deployment_id == OP
     assert w.runtime.instances.get(APP, []) == []
@@ -60,7 +65,7 @@ async def test_destroy_stops_everything_and_forgets_placements_once(w: World) ->
     assert len([r for r in removed if r.startswith("instance ")]) == 3
     assert removed[-1] == "placements of v2, v3"
     assert w.locks.held[APP] == OP  # the builder frees it at the end
-    await w.scheduler.on_destroy_started(started, FakeMessage().as_message())
+    await w.scheduler.on_destroy_unrouted(started, FakeMessage().as_message())
     assert [e.id for e in w.broker.events] == [stopped.id, stopped.id]
     assert w.runtime.removed_apps == [APP]
 
@@ -68,7 +73,7 @@ async def test_destroy_stops_everything_and_forgets_placements_once(w: World) ->
 async def test_destroying_an_app_that_never_ran_removes_nothing_but_asks_the_runtime(
         w: World) -> None:
     w.locks.held[APP] = OP
-    await w.scheduler.on_destroy_started(make(DestroyStarted, app=APP, deployment_id=OP),
-                                         FakeMessage().as_message())
+    await w.scheduler.on_destroy_unrouted(make(DestroyUnrouted, app=APP, deployment_id=OP),
+                                          FakeMessage().as_message())
     assert w.broker.events[0].data == DestroyData(removed=[])
     assert w.runtime.removed_apps == [APP]

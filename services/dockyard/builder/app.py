@@ -17,8 +17,8 @@ from dockyard.contract.events import (
     DestroyFailed,
     DestroyRequested,
     DestroyStarted,
+    DestroyStopped,
     DestroySucceeded,
-    DestroyUnrouted,
 )
 from dockyard.runtime.select import Runtimes
 from dockyard.state.builds import ManifestKeeper
@@ -66,7 +66,7 @@ SERVICE = Service(
         On(DeployRequested, "on_deploy"),
         On(CancelRequested, "on_cancel"),
         On(DestroyRequested, "on_destroy"),
-        On(DestroyUnrouted, "on_destroy_unrouted"),
+        On(DestroyStopped, "on_destroy_stopped"),
     ),
     publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed,
                DestroyStarted, DestroySucceeded, DestroyFailed),

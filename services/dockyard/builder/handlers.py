@@ -28,8 +28,8 @@ from dockyard.contract.events import (
     DestroyData,
     DestroyRequested,
     DestroyStarted,
+    DestroyStopped,
     DestroySucceeded,
-    DestroyUnrouted,
     Event,
     Fact,
     KindData,
@@ -37,7 +37,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import InvalidName
 from dockyard.contract.phase import Phase
-from dockyard.pipeline import rollback
+from dockyard.pipeline import destroy, rollback
 from dockyard.pipeline.step import Steps
 from dockyard.plan.detect import read_build_files
 from dockyard.plan.merge import build_plan, read_manifest_files
@@ -141,18 +141,23 @@ class Builder:
                      reason=refusal.data.reason)
             return self.emitter.stamp(refusal, app=cmd.app, deployment_id=cmd.operation_id,
                                       release=0)
-        log.info("destroying", app=cmd.app, operation=cmd.operation_id)
-        return self.emitter.stamp(Fact.of(DestroyStarted, DestroyData()), app=cmd.app,
+        # The route records name what the app's releases left; the router purges them next.
+        history = await self.doors.routes.live_history(cmd.app)
+        default = await self.runtimes.default_name()
+        left = DestroyData(runtimes=destroy.runtimes_of(history, default),
+                           artifacts=destroy.artifacts_of(history))
+        log.info("destroying", app=cmd.app, operation=cmd.operation_id, runtimes=left.runtimes)
+        return self.emitter.stamp(Fact.of(DestroyStarted, left), app=cmd.app,
                                   deployment_id=cmd.operation_id, release=0)
 
-    async def on_destroy_unrouted(self, event: DestroyUnrouted, msg: NatsMessage) -> None:
+    async def on_destroy_stopped(self, event: DestroyStopped, msg: NatsMessage) -> None:
         """The app has no instance and no route left: forget the rest of its state, end the
         destroy, give the lock up (a deploy that waited meanwhile starts a new app, v1)."""
         await self.steps.once(event.deployment_id, DESTROY_END, msg,
                               partial(self._destroy_end, event))
         await self.doors.locks.release(event.subject, event.deployment_id)
 
-    async def _destroy_end(self, event: DestroyUnrouted) -> Event[Any]:
+    async def _destroy_end(self, event: DestroyStopped) -> Event[Any]:
         app = event.subject
         removed: list[str] = []
         async with self.doors.locks.hold(app, event.deployment_id):

@@ -241,9 +241,13 @@ class NotificationFailedData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DestroyData(msgspec.Struct, frozen=True, kw_only=True):
-    """What one step of a destroy removed (one short line per thing)."""
+    """What one step of a destroy removed (one short line per thing), and what the app's kept
+    live releases left for the scheduler to remove: the runtimes they ran on and their
+    artifacts as `runtime:artifact` (read by the builder before the router purges the records)."""
 
     removed: list[str] = []
+    runtimes: list[str] = []
+    artifacts: list[str] = []
 
 
 class DestroyFailureData(msgspec.Struct, frozen=True, kw_only=True):
@@ -485,10 +489,19 @@ class NotificationFailed(Event[NotificationFailedData], frozen=True, kw_only=Tru
 
 class DestroyStarted(Event[DestroyData], frozen=True, kw_only=True,
                      tag="dockyard.destroy.started"):
-    """The destroy holds the app's lock (no deploy runs or starts); the scheduler goes next."""
+    """The destroy holds the app's lock (no deploy runs or starts); the router goes next."""
 
     topic: ClassVar[str] = "destroy"
     outcome: ClassVar[str] = "started"
+
+
+class DestroyUnrouted(Event[DestroyData], frozen=True, kw_only=True,
+                      tag="dockyard.destroy.unrouted"):
+    """The proxy confirmed the app's host answers 404 and its route records are gone; the
+    scheduler goes next."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "unrouted"
 
 
 class DestroyStopped(Event[DestroyData], frozen=True, kw_only=True,
@@ -497,14 +510,6 @@ class DestroyStopped(Event[DestroyData], frozen=True, kw_only=True,
 
     topic: ClassVar[str] = "destroy"
     outcome: ClassVar[str] = "stopped"
-
-
-class DestroyUnrouted(Event[DestroyData], frozen=True, kw_only=True,
-                      tag="dockyard.destroy.unrouted"):
-    """The app's route records are gone and the proxy confirmed its host answers 404."""
-
-    topic: ClassVar[str] = "destroy"
-    outcome: ClassVar[str] = "unrouted"
 
 
 class DestroySucceeded(Event[DestroyData], frozen=True, kw_only=True,
@@ -552,8 +557,8 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     NotificationDelivered,
     NotificationFailed,
     DestroyStarted,
-    DestroyStopped,
     DestroyUnrouted,
+    DestroyStopped,
     DestroySucceeded,
     DestroyFailed,
 ]

@@ -9,7 +9,7 @@ from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
-    DestroyStopped,
+    DestroyStarted,
     DestroyUnrouted,
     HookSucceeded,
     TrafficFailed,
@@ -66,7 +66,7 @@ SERVICE = Service(
         On(HookSucceeded, "on_hook_succeeded"),
         On(DeployQueued, "on_deploy_queued"),
         On(DeployFailed, "on_deploy_failed"),
-        On(DestroyStopped, "on_destroy_stopped"),
+        On(DestroyStarted, "on_destroy_started"),
     ),
     publishes=(TrafficSwitched, TrafficFailed, DestroyUnrouted),
     make=make,

@@ -17,7 +17,7 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     DestroyData,
-    DestroyStopped,
+    DestroyStarted,
     DestroyUnrouted,
     Event,
     Fact,
@@ -228,9 +228,10 @@ class Router:
             await self.routes.clear_pending(event.app)
             self.log.info("pending cleared", app=event.app, deployment_id=event.deployment_id)
 
-    async def on_destroy_stopped(self, event: DestroyStopped, subject: NatsSubject) -> None:
-        """An app being destroyed has no instances left: its host answers 404 (one proxy load
-        without it), then its route records go; idempotent, so a redelivery does it again."""
+    async def on_destroy_started(self, event: DestroyStarted, subject: NatsSubject) -> None:
+        """An app is destroyed: its host answers 404 (one proxy load without it), then its
+        route records go, before the scheduler stops its instances; idempotent, so a redelivery
+        does it again."""
         try:
             checked_envelope(event, subject)
         except Unverified as exc:
@@ -243,8 +244,9 @@ class Router:
             upstream_files.remove_app(self.routes_dir, event.app)
         self.log.info("routes removed", app=event.app, deployment_id=event.deployment_id)
         removed = [f"route of {host_of(event.app, self.domain)}"] if gone else []
-        await self.emitter.emit(self.emitter.after(
-            event, Fact.of(DestroyUnrouted, DestroyData(removed=removed))))
+        # What the builder read from the records travels on to the scheduler.
+        await self.emitter.emit(self.emitter.after(event, Fact.of(DestroyUnrouted, DestroyData(
+            removed=removed, runtimes=event.data.runtimes, artifacts=event.data.artifacts))))
 
     async def follow_state(self) -> None:
         """Reload whenever another router instance changed the recorded routes."""

@@ -220,8 +220,7 @@ class DockerRuntime:
         for container in await self.docker.containers.list(
                 all=True, filters=json.dumps(dc.label_filters({dc.LABEL_APP: app}))):
             await self._remove(container)
-        images = await self.docker.images.list(
-            filters=json.dumps({"label": [f"{dc.LABEL_APP}={app}"]}))
+        images = await self.docker.images.list(filters={"label": [f"{dc.LABEL_APP}={app}"]})
         for image in images:
             try:
                 await self.docker.images.delete(str(image["Id"]), force=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dockyard.contract.events import (
     DeployAborted,
     DeploySpec,
@@ -18,7 +16,6 @@ from dockyard.contract.events import (
     StartFailed,
     StartSucceeded,
 )
-from dockyard.contract.state import LiveRelease
 
 
 def started(spec: DeploySpec, instances: list[InstanceRef]) -> Fact[InstancesData]:
@@ -51,19 +48,3 @@ def retired(stopped: list[InstanceRef]) -> Fact[RetireData]:
     """The old instances were drained and stopped."""
     return Fact.of(RetireSucceeded, RetireData(stopped=[r.id for r in stopped]))
 
-
-def runtimes_of(history: Sequence[LiveRelease], default: str) -> list[str]:
-    """The runtimes an app being destroyed may have left something on: those its kept live
-    releases ran on, and the default one (a deploy that never went live was built there)."""
-    return sorted({default, *(record.spec.runtime for record in history)})
-
-
-def artifacts_of(history: Sequence[LiveRelease], runtime: str) -> list[str]:
-    """Every artifact the kept live releases on one runtime used, each once, in order."""
-    found: dict[str, None] = {}
-    for record in history:
-        if record.spec.runtime == runtime:
-            for artifact in (record.spec.artifact, record.spec.build_artifact):
-                if artifact:
-                    found[artifact] = None
-    return list(found)

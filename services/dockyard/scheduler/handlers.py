@@ -19,8 +19,8 @@ from dockyard.contract.events import (
     BuildFailed,
     DeploySpec,
     DestroyData,
-    DestroyStarted,
     DestroyStopped,
+    DestroyUnrouted,
     Event,
     Fact,
     HookFailed,
@@ -198,15 +198,14 @@ class Scheduler:
             except Exception:  # a leftover artifact is disk space, not a failed deploy
                 log.exception("artifact not removed", app=event.subject, artifact=artifact)
 
-    async def on_destroy_started(self, event: DestroyStarted, msg: NatsMessage) -> None:
-        """An app is destroyed: stop every instance, remove its artifacts, files and user and
-        forget its placements (once; the router removes the route next)."""
+    async def on_destroy_unrouted(self, event: DestroyUnrouted, msg: NatsMessage) -> None:
+        """An app is destroyed and no longer routed: stop every instance, remove its artifacts,
+        files and user and forget its placements (once; the builder forgets the rest next)."""
         await self.steps.once(event.deployment_id, "destroy", msg, partial(self._destroy, event))
 
-    async def _destroy(self, event: DestroyStarted) -> Event[Any]:
+    async def _destroy(self, event: DestroyUnrouted) -> Event[Any]:
         app = event.subject
-        history = await self.doors.routes.live_history(app)
-        names = decide.runtimes_of(history, await self.runtimes.default_name())
+        names = event.data.runtimes or [await self.runtimes.default_name()]
         removed: list[str] = []
         async with self.doors.locks.hold(app, event.deployment_id):
             for name in names:
@@ -214,7 +213,7 @@ class Scheduler:
                 for ref in await runtime.list_instances(app):
                     await runtime.stop_instance(ref, self.settings.kill_grace)
                     removed.append(f"instance {ref.id} ({ref.process}, v{ref.release})")
-                for artifact in decide.artifacts_of(history, name):
+                for artifact in destroy_artifacts(event.data.artifacts, name):
                     try:
                         await runtime.remove_artifact(artifact)
                     except Exception:  # remove_app below takes what is labelled with the app
@@ -230,6 +229,11 @@ class Scheduler:
 
     def _log(self, event: Event[Any]) -> DeployLog:
         return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")
+
+
+def destroy_artifacts(artifacts: list[str], runtime: str) -> list[str]:
+    """The artifacts of one runtime among a destroy's `runtime:artifact` list."""
+    return [a.split(":", 1)[1] for a in artifacts if a.split(":", 1)[0] == runtime]
 
 
 def _alive(runtime: Runtime, app: str, ref: InstanceRef) -> Callable[[], Awaitable[bool]]:
