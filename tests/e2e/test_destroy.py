@@ -19,13 +19,14 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from dockyard.api_client import ApiNotFound, api_get, api_token, api_url
+from dockyard.bus.service import start_service
 from dockyard.contract import subjects
 from dockyard.runtime.docker_config import LABEL_APP
 from dockyard.runtime.users import uid_of
 from dockyard.state import kv
 from tests.e2e.apps import get, make_app
 from tests.e2e.cli_support import DOCKYARD, cli, cli_env, deployment_of, lock_holder
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import Running, start_running, stop_running
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -256,3 +257,31 @@ async def _free(running: Running, app: str) -> bool:
 async def _no_app(running: Running, app: str) -> bool:
     return not await running.client.app_exists(app)
 
+
+
+async def test_a_destroy_stopped_mid_way_resumes_when_the_service_is_back(
+        tmp_path: Path) -> None:
+    """The scheduler is down when the destroy comes: the CLI gives up following after its
+    timeout (one line, exit 2), the host already answers 404; the scheduler started again
+    does its step from the recorded chain and the destroy ends."""
+    running = await start_running(tmp_path / "stack", "process")
+    try:
+        app = running.app_name("resumed")
+        deployed = await cli(running, "deploy", app, str(make_app(tmp_path / "src", "process",
+                                                                  "one")))
+        assert deployed.returncode == 0, deployed
+        [scheduler] = [s for s in running.stack.services if s.ctx.name == "scheduler"]
+        await scheduler.stop()
+        running.stack.services.remove(scheduler)
+        waited = await cli(running, "destroy", app, "--yes", "--timeout", "5")
+        assert waited.returncode == 2, waited
+        assert waited.stderr == (f"error: the destroy of {app} did not end within 5s; it goes "
+                                 f"on (follow it with: dockyard events --app {app} --follow)\n")
+        assert get(running.port, app).status_code == 404  # the router's step is done
+        assert await running.instances(app) != []  # the scheduler's is not
+        running.stack.services.append(await start_service("scheduler", running.settings))
+        await until(lambda: _no_app(running, app), within=60)
+        await until(lambda: api_forgot(running, app), within=30)
+        await assert_gone(running, app)
+    finally:
+        await stop_running(running)

@@ -26,7 +26,7 @@ from dockyard.cli.output import Output, err, out
 if TYPE_CHECKING:
     import asyncio
 
-    from dockyard.client import DockyardClient, KnownDeployment
+    from dockyard.client import DestroyOutcome, DockyardClient, KnownDeployment
     from dockyard.contract.events import AnyEvent, LogLine, Terminal
     from dockyard.settings import Settings
 
@@ -305,20 +305,34 @@ def destroy(
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask: destroy at once (needed without a terminal).")] = False,
     data_dir: DataDir = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop following after N seconds (exit 2; the destroy goes on).")] = None,
 ) -> None:
     """Destroy an app: stop its instances, remove its route (its host answers 404), artifacts,
     config, hooks, sinks and records. The name can be deployed again as a new app (v1)."""
+    import asyncio
     import sys
 
     settings = settings_from(data_dir)
     app = checked_app(app_name)
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout must be more than 0 seconds, got {timeout:g}")
     run(with_client(settings, lambda client: require_app(client, app)))
     if not yes:
         if not sys.stdin.isatty():
             fail(f"destroying {app} needs confirmation: run it on a terminal, or pass --yes")
         if not confirmed(app, _ask(app)):
             fail(f"not confirmed: {app} was not destroyed")
-    outcome = run(with_client(settings, lambda client: client.destroy(app)))
+    async def body(client: DockyardClient) -> DestroyOutcome | None:
+        try:
+            return await asyncio.wait_for(client.destroy(app), timeout)
+        except TimeoutError:  # an OSError: told apart here, before run() sees it
+            return None
+
+    outcome = run(with_client(settings, body))
+    if outcome is None:
+        fail(f"the destroy of {app} did not end within {timeout:g}s; it goes on (follow it "
+             f"with: dockyard events --app {app} --follow)")
     if outcome.refused is not None:
         fail(f"{app} was not destroyed: {outcome.refused}")
     _api_forgot(settings, app)
