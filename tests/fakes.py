@@ -327,6 +327,10 @@ class FakeDeliveries:
     async def statuses(self, app: str, sinks: Sequence[str]) -> dict[str, SinkStatus]:
         return {name: self.sink_statuses.get((app, name), SinkStatus()) for name in sinks}
 
+    async def forget_statuses(self, app: str) -> None:
+        for key in [k for k in self.sink_statuses if k[0] == app]:
+            del self.sink_statuses[key]
+
 
 @dataclass
 class FakeSources:
