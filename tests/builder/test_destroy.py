@@ -11,6 +11,7 @@ import pytest
 from dockyard.builder import decide
 from dockyard.bus.broker import Rejected
 from dockyard.contract.events import (
+    DeployRequested,
     DestroyData,
     DestroyFailed,
     DestroyRequested,
@@ -70,8 +71,24 @@ async def test_a_destroy_takes_the_lock_and_starts_once() -> None:
     assert event.subject == APP and event.release == 0
     # Nothing ever went live: only the default runtime may hold something of the app.
     assert event.data == DestroyData(runtimes=[w.runtime.name], artifacts=[])
+    assert [e.deployment_id for e in w.queue.queues[APP].entries] == [OP]
     await start(w)  # redelivered: the recorded outcome again, same id
     assert [e.id for e in w.broker.events] == [event.id, event.id]
+
+
+async def test_no_deploy_starts_during_a_destroy_even_if_its_lease_lapsed() -> None:
+    w = world()
+    await start(w)
+    del w.locks.held[APP]  # a service of the chain was down longer than the lease
+    dep = new_id()
+    msg = await w.deliver(DeployRequested(deployment_id=dep, app=APP, source_object="x"))
+    assert msg.nacks and APP not in w.locks.held  # it waits behind the destroy
+    assert [e.deployment_id for e in w.queue.queues[APP].entries] == [OP, dep]
+    w.locks.held[APP] = OP
+    await w.builder.on_destroy_stopped(make(DestroyStopped, app=APP, deployment_id=OP),
+                                       FakeMessage(T0).as_message())
+    assert [e.deployment_id for e in w.queue.queues[APP].entries] == [dep]
+    assert APP not in w.locks.held  # its turn now
 
 
 async def test_a_destroy_is_refused_while_a_deploy_runs_or_waits() -> None:

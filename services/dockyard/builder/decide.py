@@ -93,11 +93,10 @@ def destroy_refusal(app: str, operation_id: str, waiting: Queue,
         return Fact.of(DestroyFailed, DestroyFailureData(
             reason=f"a deploy of {app} is running ({holder}): wait for it to end or cancel it "
                    f"(dockyard cancel {holder}), then destroy again"))
-    if waiting.entries:
-        ids = ", ".join(e.deployment_id for e in waiting.entries)
+    if deploys := [e.deployment_id for e in waiting.entries if e.deployment_id != operation_id]:
         return Fact.of(DestroyFailed, DestroyFailureData(
-            reason=f"{len(waiting.entries)} deploy(s) of {app} are queued ({ids}): wait for "
-                   "them to end or cancel them, then destroy again"))
+            reason=f"{len(deploys)} deploy(s) of {app} are queued ({', '.join(deploys)}): wait "
+                   "for them to end or cancel them, then destroy again"))
     return None
 
 

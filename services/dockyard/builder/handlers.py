@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,8 @@ WAIT_RETRY = 1.0  # seconds between looks at the queue while another deploy runs
 STEP = "build"
 DESTROY_START = "destroy-start"
 DESTROY_END = "destroy-end"
+# A destroy's place in the queue: before any deploy.
+DESTROY_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Builder:
@@ -146,6 +148,10 @@ class Builder:
         default = await self.runtimes.default_name()
         left = DestroyData(runtimes=destroy.runtimes_of(history, default),
                            artifacts=destroy.artifacts_of(history))
+        # At the head of the queue until its end: no deploy starts meanwhile, even if the lock's
+        # lease lapsed while a service of the chain was down.
+        await self.doors.queue.change(cmd.app, lambda q: queue.enqueue(q, cmd.operation_id,
+                                                                       DESTROY_FIRST))
         log.info("destroying", app=cmd.app, operation=cmd.operation_id, runtimes=left.runtimes)
         return self.emitter.stamp(Fact.of(DestroyStarted, left), app=cmd.app,
                                   deployment_id=cmd.operation_id, release=0)
@@ -162,7 +168,8 @@ class Builder:
         removed: list[str] = []
         async with self.doors.locks.hold(app, event.deployment_id):
             # Deploys requested during the destroy wait in the queue: their sources stay.
-            waiting = await self.doors.queue.load(app)
+            _, waiting = await self.doors.queue.change(
+                app, lambda q: queue.remove(q, event.deployment_id))
             keep = {object_name(app, e.deployment_id) for e in waiting.entries}
             if not keep:
                 await self.doors.queue.forget_if_empty(app)
