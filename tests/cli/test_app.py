@@ -35,7 +35,7 @@ COMMANDS = command_paths(typer.main.get_command(app))
 def test_every_command_group_is_there() -> None:
     assert {p[0] for p in COMMANDS} == {
         "up", "service", "demo", "deploy", "apps", "ps", "cancel", "logs", "events", "status",
-        "deployments", "releases", "rollback", "config", "hooks", "notify", "bus"}
+        "deployments", "releases", "rollback", "destroy", "config", "hooks", "notify", "bus"}
     assert len(COMMANDS) >= 20
 
 
