@@ -391,6 +391,8 @@ class FakeRuntime:
     stopped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     removed_apps: list[str] = field(default_factory=list)
+    # What remove_app finds of each app (images, release dirs...), as it reports them.
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
     fail_start: bool = False
     built: list[str] = field(default_factory=list)
     started: list[InstanceSpec] = field(default_factory=list)
@@ -468,8 +470,9 @@ class FakeRuntime:
             raise self.remove_error
         self.removed.append(artifact)
 
-    async def remove_app(self, app: str) -> None:
+    async def remove_app(self, app: str) -> list[str]:
         self.removed_apps.append(app)
+        return self.leftovers.pop(app, [])
 
     async def close(self) -> None:
         for server in self.servers.values():

@@ -70,7 +70,7 @@ async def test_a_destroy_takes_the_lock_and_starts_once() -> None:
     assert isinstance(event, DestroyStarted) and event.deployment_id == OP
     assert event.subject == APP and event.release == 0
     # Nothing ever went live: only the default runtime may hold something of the app.
-    assert event.data == DestroyData(runtimes=[w.runtime.name], artifacts=[])
+    assert event.data == DestroyData(runtimes=[w.runtime.name])
     assert [e.deployment_id for e in w.queue.queues[APP].entries] == [OP]
     await start(w)  # redelivered: the recorded outcome again, same id
     assert [e.id for e in w.broker.events] == [event.id, event.id]

@@ -145,6 +145,7 @@ async def test_destroy_removes_everything_and_the_name_deploys_again_from_v1(
     for removed in ("instance ", "route of ", "config (every version)", "1 operator hook(s)",
                     "notification sinks", "source archive(s)", "release numbering"):
         assert removed in said, said
+    assert ("removed image " if running.runtime == "docker" else "removed release dir ") in said
     await assert_gone(running, app)
     # The notifier forgets the failing sink's status when it reads the destroy's end.
     await until(lambda: _no_sink_status(running, app))

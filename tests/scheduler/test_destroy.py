@@ -1,6 +1,5 @@
-"""The scheduler's side of a destroy, on fakes: every instance stopped, the kept releases'
-artifacts removed (as the builder read them from the route records), the runtime told to remove
-the rest of the app, placements forgotten."""
+"""The scheduler's side of a destroy, on fakes: every instance stopped on the runtimes the
+builder named, each runtime told to remove what it has of the app, placements forgotten."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import pytest
 from dockyard.contract.events import DestroyData, DestroyStopped, DestroyUnrouted
 from dockyard.contract.state import LiveRelease
 from dockyard.pipeline import destroy
-from dockyard.scheduler.handlers import destroy_artifacts
 from dockyard.state.placements import Placement
 from tests.events import make
 from tests.fakes import FakeMessage
@@ -33,37 +31,33 @@ def live(release: int, spec: Any) -> LiveRelease:
                        instances=[])
 
 
-def test_runtimes_and_artifacts_of_an_app_come_from_its_kept_live_releases() -> None:
+def test_the_runtimes_of_an_app_come_from_its_kept_live_releases_and_the_default() -> None:
     history = [live(2, OLD_SPEC), live(3, SPEC), live(4, SPEC)]
     assert destroy.runtimes_of(history, "docker") == ["docker", "process"]
     assert destroy.runtimes_of([], "process") == ["process"]
-    found = destroy.artifacts_of(history)
-    assert found == ["process:img2+pre", "process:img2", "process:img3+pre", "process:img3"]
-    assert destroy_artifacts([*found, "docker:sha256:1"], "docker") == ["sha256:1"]
-    assert destroy_artifacts(found, "process") == ["img2+pre", "img2", "img3+pre", "img3"]
 
 
 async def test_destroy_stops_everything_and_forgets_placements_once(w: World) -> None:
     await running(w, 2)
     await running(w, 3, ("web", "worker"))
-    history = [live(2, OLD_SPEC), live(3, SPEC)]
+    w.runtime.leftovers[APP] = ["release dir v2-abc", "release dir v3-abc", "user dy-1"]
     placements = w.scheduler.doors.placements
     for release in (2, 3):
         await placements.record(Placement(app=APP, release=release, deployment_id="d",
                                           instances=[]))
     w.locks.held[APP] = OP  # the builder took it for the destroy
-    started = make(DestroyUnrouted, app=APP, deployment_id=OP, runtimes=["process"],
-                   artifacts=destroy.artifacts_of(history))
+    started = make(DestroyUnrouted, app=APP, deployment_id=OP, runtimes=["process"])
     await w.scheduler.on_destroy_unrouted(started, FakeMessage().as_message())
     [stopped] = w.broker.events
     assert isinstance(stopped, DestroyStopped) and stopped.deployment_id == OP
     assert w.runtime.instances.get(APP, []) == []
-    assert w.runtime.removed == ["img2+pre", "img2", "img3+pre", "img3"]
+    assert w.runtime.removed == []  # no artifact named by an event: the runtime's own view
     assert w.runtime.removed_apps == [APP]
     assert await placements.get(APP, 2) is None and await placements.get(APP, 3) is None
     removed = stopped.data.removed
     assert len([r for r in removed if r.startswith("instance ")]) == 3
-    assert removed[-1] == "placements of v2, v3"
+    assert removed[3:] == ["release dir v2-abc", "release dir v3-abc", "user dy-1",
+                           "placements of v2, v3"]
     assert w.locks.held[APP] == OP  # the builder frees it at the end
     await w.scheduler.on_destroy_unrouted(started, FakeMessage().as_message())
     assert [e.id for e in w.broker.events] == [stopped.id, stopped.id]

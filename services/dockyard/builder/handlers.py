@@ -146,8 +146,7 @@ class Builder:
         # The route records name what the app's releases left; the router purges them next.
         history = await self.doors.routes.live_history(cmd.app)
         default = await self.runtimes.default_name()
-        left = DestroyData(runtimes=destroy.runtimes_of(history, default),
-                           artifacts=destroy.artifacts_of(history))
+        left = DestroyData(runtimes=destroy.runtimes_of(history, default))
         # At the head of the queue until its end: no deploy starts meanwhile, even if the lock's
         # lease lapsed while a service of the chain was down.
         await self.doors.queue.change(cmd.app, lambda q: queue.enqueue(q, cmd.operation_id,

@@ -241,13 +241,12 @@ class NotificationFailedData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DestroyData(msgspec.Struct, frozen=True, kw_only=True):
-    """What one step of a destroy removed (one short line per thing), and what the app's kept
-    live releases left for the scheduler to remove: the runtimes they ran on and their
-    artifacts as `runtime:artifact` (read by the builder before the router purges the records)."""
+    """What one step of a destroy removed (one short line per thing), and the runtimes the
+    app's kept live releases ran on (read by the builder before the router purges the records;
+    the scheduler looks for what is left of the app there)."""
 
     removed: list[str] = []
     runtimes: list[str] = []
-    artifacts: list[str] = []
 
 
 class DestroyFailureData(msgspec.Struct, frozen=True, kw_only=True):

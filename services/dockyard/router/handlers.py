@@ -246,7 +246,7 @@ class Router:
         removed = [f"route of {host_of(event.app, self.domain)}"] if gone else []
         # What the builder read from the records travels on to the scheduler.
         await self.emitter.emit(self.emitter.after(event, Fact.of(DestroyUnrouted, DestroyData(
-            removed=removed, runtimes=event.data.runtimes, artifacts=event.data.artifacts))))
+            removed=removed, runtimes=event.data.runtimes))))
 
     async def follow_state(self) -> None:
         """Reload whenever another router instance changed the recorded routes."""

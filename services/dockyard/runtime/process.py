@@ -56,7 +56,7 @@ from dockyard.runtime.shim import (
     ShimSpec,
     ShimStatus,
 )
-from dockyard.runtime.users import remove_user, uid_of
+from dockyard.runtime.users import remove_user, uid_of, user_name
 
 logger = structlog.get_logger(__name__)
 
@@ -172,6 +172,15 @@ def oneoff_run_dir(root: Path, spec: OneOffSpec) -> Path:
 def build_run_dir(root: Path, app: str, build_id: str) -> Path:
     """The run dir of a build's command."""
     return root / "runs" / f"build-{safe_name(app)}-{safe_name(build_id)}"
+
+
+def _tree_contents(tree: Path) -> list[str]:
+    """What removing an app's tree removes, one short line each."""
+    if not tree.exists():
+        return []
+    builds = tree / "builds"
+    found = [f"release dir {p.name}" for p in sorted(builds.iterdir())] if builds.is_dir() else []
+    return [*found, f"app tree {tree}"]
 
 
 def build_run_dirs(root: Path, app: str) -> list[Path]:
@@ -298,10 +307,12 @@ class ProcessRuntime:
                         uid=None if user is None else user.uid,
                         gid=None if user is None else user.gid)
 
-    async def remove_app(self, app: str) -> None:
+    async def remove_app(self, app: str) -> list[str]:
         """Remove an app's tree, its release env files, instance records and logs, its builds'
-        run dirs, and its user (its instances must be stopped first)."""
-        await asyncio.to_thread(remove_tree, self.apps_dir / safe_name(app))
+        run dirs, and its user (its instances must be stopped first); what was removed."""
+        tree = self.apps_dir / safe_name(app)
+        removed = await asyncio.to_thread(_tree_contents, tree)
+        await asyncio.to_thread(remove_tree, tree)
         await asyncio.to_thread(remove_tree, self.root / "releases" / safe_name(app))
         await asyncio.to_thread(remove_tree, instances_dir(self.root, app))
         for run_dir in build_run_dirs(self.root, app):
@@ -310,7 +321,9 @@ class ProcessRuntime:
             uid = uid_of(app)
             if uid is not None:
                 await runs.sweep(None, uid)
-            await asyncio.to_thread(remove_user, app)
+            if await asyncio.to_thread(remove_user, app):
+                removed.append(f"user {user_name(app)}")
+        return removed
 
     # ------------------------------------------------------------ build
 

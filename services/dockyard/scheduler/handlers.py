@@ -213,13 +213,9 @@ class Scheduler:
                 for ref in await runtime.list_instances(app):
                     await runtime.stop_instance(ref, self.settings.kill_grace)
                     removed.append(f"instance {ref.id} ({ref.process}, v{ref.release})")
-                for artifact in destroy_artifacts(event.data.artifacts, name):
-                    try:
-                        await runtime.remove_artifact(artifact)
-                    except Exception:  # remove_app below takes what is labelled with the app
-                        log.exception("artifact not removed", app=app, artifact=artifact)
-                    removed.append(f"artifact {artifact}")
-                await runtime.remove_app(app)
+                # What the runtime knows is the app's (labels, its tree), never what an event
+                # names: images, release dirs, containers, network, user.
+                removed += await runtime.remove_app(app)
             releases = await self.doors.placements.forget(app)
         if releases:
             removed.append("placements of " + ", ".join(f"v{n}" for n in releases))
@@ -229,11 +225,6 @@ class Scheduler:
 
     def _log(self, event: Event[Any]) -> DeployLog:
         return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")
-
-
-def destroy_artifacts(artifacts: list[str], runtime: str) -> list[str]:
-    """The artifacts of one runtime among a destroy's `runtime:artifact` list."""
-    return [a.split(":", 1)[1] for a in artifacts if a.split(":", 1)[0] == runtime]
 
 
 def _alive(runtime: Runtime, app: str, ref: InstanceRef) -> Callable[[], Awaitable[bool]]:
