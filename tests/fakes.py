@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,8 +206,8 @@ class FakeConfig:
         self.versions.setdefault(app, []).append(new)
         return new
 
-    async def forget(self, app: str) -> None:
-        self.versions.pop(app, None)
+    async def forget(self, app: str) -> int:
+        return len(self.versions.pop(app, []))
 
 
 @dataclass
@@ -239,6 +239,11 @@ class FakeRoutes:
     async def clear_pending(self, app: str) -> None:
         self.pending.pop(app, None)
 
+    async def forget(self, app: str) -> list[str]:
+        gone = ([f"live.{app}"] if self.history.pop(app, None) else []) + \
+            ([f"pending.{app}"] if self.pending.pop(app, None) else [])
+        return gone
+
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
         async def none() -> AsyncIterator[None]:
@@ -264,6 +269,9 @@ class FakeMaintenance:
         self.records[app] = turned(await self.get(app), enabled, message, datetime.now(UTC))
         return self.records[app]
 
+    async def forget(self, app: str) -> bool:
+        return self.records.pop(app, None) is not None
+
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
         async def none() -> AsyncIterator[None]:
@@ -285,6 +293,12 @@ class FakePlacements:
     async def record(self, placement: Placement) -> None:
         self.placed[(placement.app, placement.release)] = placement
 
+    async def forget(self, app: str) -> list[int]:
+        gone = sorted(release for (a, release) in self.placed if a == app)
+        for release in gone:
+            del self.placed[(app, release)]
+        return gone
+
 
 @dataclass
 class FakeFormations:
@@ -297,6 +311,9 @@ class FakeFormations:
 
     async def record(self, formation: Formation) -> None:
         self.formations[formation.app] = formation
+
+    async def forget(self, app: str) -> bool:
+        return self.formations.pop(app, None) is not None
 
 
 @dataclass
@@ -314,6 +331,12 @@ class FakeQueue:
         self.queues[app] = after
         return before, after
 
+    async def forget_if_empty(self, app: str) -> bool:
+        if (await self.load(app)).entries:
+            return False
+        self.queues.pop(app, None)
+        return True
+
 
 @dataclass
 class FakeReleases:
@@ -327,6 +350,10 @@ class FakeReleases:
             self.last[app] = self.last.get(app, 0) + 1
             self.given[(app, deployment_id)] = self.last[app]
         return self.given[(app, deployment_id)]
+
+    async def forget(self, app: str) -> None:
+        self.last.pop(app, None)
+        self.given = {k: v for k, v in self.given.items() if k[0] != app}
 
 
 @dataclass
@@ -343,6 +370,9 @@ class FakeHooks:
         self.hooks[app] = fn(await self.load(app))
         return self.hooks[app]
 
+    async def forget(self, app: str) -> None:
+        self.hooks.pop(app, None)
+
 
 @dataclass
 class FakeSinks:
@@ -356,6 +386,9 @@ class FakeSinks:
     async def change(self, app: str, fn: Callable[[Sinks], Sinks]) -> Sinks:
         self.sinks[app] = fn(await self.load(app))
         return self.sinks[app]
+
+    async def forget(self, app: str) -> bool:
+        return self.sinks.pop(app, None) is not None
 
 
 @dataclass
@@ -382,6 +415,10 @@ class FakeDeliveries:
     async def statuses(self, app: str, sinks: Sequence[str]) -> dict[str, SinkStatus]:
         return {name: self.sink_statuses.get((app, name), SinkStatus()) for name in sinks}
 
+    async def forget_statuses(self, app: str) -> None:
+        for key in [k for k in self.sink_statuses if k[0] == app]:
+            del self.sink_statuses[key]
+
 
 @dataclass
 class FakeSources:
@@ -400,6 +437,12 @@ class FakeSources:
         self.objects[name] = data
         return name
 
+    async def forget(self, app: str, keep: Collection[str] = ()) -> int:
+        gone = [n for n in self.objects if n.startswith(f"{app}/") and n not in keep]
+        for name in gone:
+            del self.objects[name]
+        return len(gone)
+
 
 @dataclass
 class FakeManifests:
@@ -412,6 +455,12 @@ class FakeManifests:
 
     async def keep(self, app: str, build_id: str, files: dict[str, str]) -> None:
         self.kept[(app, build_id)] = dict(files)
+
+    async def forget(self, app: str) -> int:
+        gone = [k for k in self.kept if k[0] == app]
+        for k in gone:
+            del self.kept[k]
+        return len(gone)
 
 
 @dataclass
@@ -429,6 +478,9 @@ class FakeRuntime:
     instances: dict[str, list[InstanceRef]] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    removed_apps: list[str] = field(default_factory=list)
+    # What remove_app finds of each app (images, release dirs...), as it reports them.
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
     fail_start: bool = False
     built: list[str] = field(default_factory=list)
     started: list[InstanceSpec] = field(default_factory=list)
@@ -520,6 +572,10 @@ class FakeRuntime:
         if self.remove_error is not None:
             raise self.remove_error
         self.removed.append(artifact)
+
+    async def remove_app(self, app: str) -> list[str]:
+        self.removed_apps.append(app)
+        return self.leftovers.pop(app, [])
 
     async def close(self) -> None:
         for server in self.servers.values():

@@ -14,7 +14,7 @@ import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from dockyard.archive import pack
 from dockyard.bus.auth import BusAuthError, Credentials
@@ -28,6 +28,9 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployRequested,
     DeploySucceeded,
+    DestroyFailed,
+    DestroyRequested,
+    DestroySucceeded,
     LogLine,
     RunRequested,
     ScaleFailed,
@@ -161,6 +164,20 @@ class Watch:
         await asyncio.sleep(0.2)
         for sub in self.subs:
             await sub.unsubscribe()
+
+
+@dataclass(frozen=True)
+class DestroyOutcome:
+    """How a destroy ended: what was removed, or why it was refused (nothing removed)."""
+
+    operation_id: str
+    removed: list[str]
+    refused: str | None
+
+
+def _any_kept(info: ConsumerInfo) -> bool:
+    """Whether a new ordered consumer has anything to deliver (or delivered it already)."""
+    return bool(info.num_pending or (info.delivered and info.delivered.consumer_seq))
 
 
 class DockyardClient:
@@ -325,6 +342,41 @@ class DockyardClient:
         except TimeoutError:
             raise ClientError(f"run {run_id} of {app} did not end within {wait:g}s: is the "
                               "hook-runner running? (`dockyard status`)") from None
+
+    async def destroy(self, app: str, on_event: Callable[[AnyEvent], Awaitable[None]] | None = None,
+                      ) -> DestroyOutcome:
+        """Ask to destroy an app and follow it to its end: what each step removed, or the
+        builder's refusal."""
+        check_app(app)
+        operation = new_id()
+        ended: asyncio.Future[DestroyOutcome] = asyncio.get_running_loop().create_future()
+        removed: list[str] = []
+
+        async def on_evt(msg: Msg) -> None:
+            try:
+                event = codec.decode_event(msg.data)
+            except msgspec.MsgspecError:
+                return
+            if event.deployment_id != operation or ended.done():
+                return
+            if on_event is not None:
+                await on_event(event)
+            if isinstance(event, DestroyFailed):
+                ended.set_result(DestroyOutcome(operation, removed, event.data.reason))
+                return
+            removed.extend(getattr(event.data, "removed", []))
+            if isinstance(event, DestroySucceeded):
+                ended.set_result(DestroyOutcome(operation, removed, None))
+
+        # Subscribed before the request is published, so no step's event is missed.
+        sub = await self.js.subscribe(
+            subjects.event(app, "destroy", "*"), cb=on_evt, ordered_consumer=True,
+            stream=STREAM_FEED, config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+        try:
+            cmd = DestroyRequested(operation_id=operation, app=app)
+            await self.js.publish(subjects.CMD_DESTROY, codec.encode(cmd),
+                                  headers={"Nats-Msg-Id": f"{operation}:destroy"})
+            return await ended
         finally:
             await sub.unsubscribe()
 
@@ -525,7 +577,7 @@ class DockyardClient:
         operator hooks or notification sinks."""
         check_app(app)
         info = await self.js.stream_info(STREAM_FEED, subjects_filter=subjects.app_events(app))
-        if info.state.subjects:
+        if info.state.subjects and await self._deployed_since_destroyed(app):
             return True
         if await self.doors.routes.live(app) is not None:
             return True
@@ -534,6 +586,34 @@ class DockyardClient:
         if (await self.doors.hooks.load(app)).hooks:
             return True
         return bool((await self.doors.sinks.load(app)).sinks)
+
+    async def _deployed_since_destroyed(self, app: str) -> bool:
+        """Whether the app's kept events hold a deployment after its last destroy (always, if
+        it was never destroyed): the events before a destroy are an earlier app's."""
+        last = await self._last_seq(subjects.event(app, "destroy", "succeeded"))
+        if last is None:
+            return True
+        sub = await self.js.subscribe(
+            subjects.event(app, "deploy", "*"), ordered_consumer=True, stream=STREAM_FEED,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=last + 1))
+        try:
+            return _any_kept(await sub.consumer_info())
+        finally:
+            await sub.unsubscribe()
+
+    async def _last_seq(self, subject: str) -> int | None:
+        """The stream sequence of the last kept event on a subject, if any."""
+        sub = await self.js.subscribe(subject, ordered_consumer=True, stream=STREAM_FEED,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST))
+        try:
+            if not _any_kept(await sub.consumer_info()):
+                return None
+            msg = await sub.next_msg(timeout=5)
+            seq: int = msg.metadata.sequence.stream
+            return seq
+        finally:
+            await sub.unsubscribe()
 
     async def events(self, app: str | None = None, follow: bool = False,
                      idle: float = 0.5) -> list[AnyEvent]:

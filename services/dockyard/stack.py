@@ -30,6 +30,7 @@ from dockyard.client import ClientDoors
 from dockyard.contract.events import (
     CancelRequested,
     DeployRequested,
+    DestroyRequested,
     RunRequested,
     ScaleRequested,
 )
@@ -60,7 +61,8 @@ def identities() -> dict[str, Permissions]:
     """Every bus identity's permissions, from the services' declarations and the CLI's doors."""
     return every_identity([declaration(name) for name in SERVICES], ClientDoors,
                           [DeployRequested.subject, CancelRequested.subject,
-                           RunRequested.subject, ScaleRequested.subject], stream_names())
+                           RunRequested.subject, ScaleRequested.subject,
+                           DestroyRequested.subject], stream_names())
 
 
 async def _quiet(exc: Exception) -> None:

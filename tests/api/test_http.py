@@ -29,6 +29,7 @@ from dockyard.contract.events import (
     DeployRequested,
     DeploySpec,
     DeploySucceeded,
+    DestroyRequested,
     Event,
     InstanceRef,
     LogLine,
@@ -354,6 +355,37 @@ async def test_cancel_a_running_deployment_and_not_an_ended_one(api: Parts,
     assert len(api.commands.sent) == 1
 
 
+async def test_destroy_asks_the_builder_and_refuses_unknown_and_busy_apps(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    r = await client.delete("/apps/blog")
+    assert r.status_code == 202
+    body = r.json()
+    assert body["app"] == "blog" and body["operation"] == "destroy"
+    [(command, msg_id)] = api.commands.sent
+    assert isinstance(command, DestroyRequested) and command.app == "blog"
+    assert command.operation_id == body["deployment_id"] and msg_id.endswith(":destroy")
+    assert body["links"] == {"events": "/apps/blog/events/stream"}
+    unknown = await client.delete("/apps/nope")
+    assert unknown.status_code == 404 and "no app named 'nope'" in unknown.json()["error"]
+    busy = await client.delete("/apps/other")
+    assert busy.status_code == 409 and D2 in busy.json()["error"]
+    bad = await client.delete("/apps/Not_An_App")
+    assert bad.status_code == 400
+    assert len(api.commands.sent) == 1
+
+
+async def test_an_app_with_only_config_can_be_destroyed(api: Parts,
+                                                         client: httpx.AsyncClient) -> None:
+    await api.config.change("fresh", {"A": "1"}, [])
+    assert (await client.delete("/apps/fresh")).status_code == 202
+
+
+async def test_destroy_needs_the_token(api: Parts) -> None:
+    async with http(api) as anonymous:
+        r = await anonymous.delete("/apps/blog")
+    assert r.status_code == 401 and api.commands.sent == []
+
+
 # ---------------------------------------------------------------- config, hooks, sinks
 
 
@@ -494,18 +526,6 @@ async def test_scale_and_restart_send_the_command_and_answer_202(
     sent = [c for c, _ in api.commands.sent]
     assert [(c.kind, c.counts, c.process) for c in sent] == [  # type: ignore[union-attr]
         ("scale", {"web": 2}, None), ("restart", {}, "web")]
-
-
-@pytest.mark.parametrize(("method", "path", "body", "operation"), [
-    ("DELETE", "/apps/shop", None, "destroy"),
-])
-async def test_operations_not_built_yet_answer_501_saying_so(
-        api: Parts, client: httpx.AsyncClient, method: str, path: str,
-        body: dict[str, Any] | None, operation: str) -> None:
-    r = await client.request(method, path, json=body)
-    assert r.status_code == 501
-    assert r.json()["error"].startswith(f"{operation} is not available yet")
-    assert api.commands.sent == []
 
 
 async def test_maintenance_on_and_off_answers_the_recorded_state(

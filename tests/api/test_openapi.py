@@ -25,8 +25,6 @@ from dockyard.api.http import openapi_document
 from dockyard.bus.embedded import free_port
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
-# The operations another part builds on the bus answer 501 until then (documented so).
-NOT_BUILT_YET = {("DELETE", "/apps/{app}")}
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_schema_conformance,
           checks.response_headers_conformance, checks.negative_data_rejection,
@@ -134,24 +132,15 @@ CASES = [pytest.param(label, GenerationMode.POSITIVE, id=f"positive {label}")
 @pytest.mark.parametrize(("label", "mode"), CASES)
 def test_every_operation_answers_as_documented(api_schema: Any, label: str,
                                                mode: GenerationMode) -> None:
-    """With the token: no 5xx (but the 501 of operations not built yet), every status code,
+    """With the token: no 5xx, every status code,
     content type, body and header as the document says; invalid input refused; auth enforced."""
     operation = api_schema.find_operation_by_label(label)
     assert operation is not None, label
-    method, _, path = label.partition(" ")
-    not_yet = (method, path) in NOT_BUILT_YET
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=12, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
-        if not_yet:
-            response = case.call_and_validate(
-                checks=[c for c in CHECKS if c is not checks.not_a_server_error])
-            assert response.status_code in (400, 501), response.text
-            if response.status_code == 501:
-                assert "not available yet" in response.json()["error"]
-            return
         case.call_and_validate(checks=CHECKS)
 
     run()

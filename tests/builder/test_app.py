@@ -29,9 +29,11 @@ from tests.contract.samples import sample_event
 from tests.events import data_type
 from tests.fakes import (
     FakeCancels,
+    FakeConfig,
     FakeHooks,
     FakeInFlight,
     FakeLocks,
+    FakeMaintenance,
     FakeManifests,
     FakeNats,
     FakeQueue,
@@ -39,6 +41,7 @@ from tests.fakes import (
     FakeRoutes,
     FakeRuntime,
     FakeRuntimes,
+    FakeSinks,
     FakeSources,
     FakeSteps,
     RecordingBroker,
@@ -93,7 +96,8 @@ def builder(queue: FakeQueue) -> Builder:
     doors = BuilderDoors(queue=queue, locks=FakeLocks(), releases=FakeReleases(),
                          steps=FakeSteps(), cancels=FakeCancels(), hooks=FakeHooks(),
                          manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes(),
-                         inflight=FakeInFlight())
+                         inflight=FakeInFlight(), config=FakeConfig(), sinks=FakeSinks(),
+                         maintenance=FakeMaintenance())
     return Builder(service_context(SERVICE, RecordingBroker(), FakeNats()), doors,
                    FakeRuntimes(FakeRuntime()))
 

@@ -46,9 +46,11 @@ from dockyard.settings import Settings
 from tests.fakes import (
     Crash,
     FakeCancels,
+    FakeConfig,
     FakeHooks,
     FakeInFlight,
     FakeLocks,
+    FakeMaintenance,
     FakeManifests,
     FakeMessage,
     FakeNats,
@@ -57,6 +59,7 @@ from tests.fakes import (
     FakeRoutes,
     FakeRuntime,
     FakeRuntimes,
+    FakeSinks,
     FakeSources,
     FakeSteps,
     RecordingBroker,
@@ -85,6 +88,8 @@ class World:
     manifests: FakeManifests
     sources: FakeSources
     routes: FakeRoutes
+    config: FakeConfig
+    sinks: FakeSinks
 
     def events(self) -> list[tuple[type[Event[Any]], int, Any]]:
         """(type, release, data) of every event published so far."""
@@ -102,14 +107,17 @@ def world(settings: Settings | None = None) -> World:
     queue, locks, releases, steps = FakeQueue(), FakeLocks(), FakeReleases(), FakeSteps()
     cancels, hooks, manifests = FakeCancels(), FakeHooks(), FakeManifests()
     sources, routes, inflight = FakeSources(), FakeRoutes(), FakeInFlight()
+    config, sinks = FakeConfig(), FakeSinks()
     doors = BuilderDoors(queue=queue, locks=locks, releases=releases, steps=steps,
                          cancels=cancels, hooks=hooks, manifests=manifests, sources=sources,
-                         routes=routes, inflight=inflight)
+                         routes=routes, inflight=inflight, config=config, sinks=sinks,
+                         maintenance=FakeMaintenance())
     builder = Builder(service_context(SERVICE, broker, nc, settings), doors,
                       FakeRuntimes(runtime))
     return World(builder=builder, broker=broker, nc=nc, runtime=runtime, queue=queue,
                  locks=locks, releases=releases, steps=steps, cancels=cancels, hooks=hooks,
-                 manifests=manifests, sources=sources, routes=routes)
+                 manifests=manifests, sources=sources, routes=routes, config=config,
+                 sinks=sinks)
 
 
 async def upload(w: World, tmp_path: Path, dep: str, files: dict[str, str]) -> str:
@@ -546,7 +554,8 @@ def builder(tmp: Any, queue_limit: int = 20) -> tuple[Builder, BuilderDoors, Dec
     doors = BuilderDoors(queue=FakeQueue(), locks=FakeLocks(), releases=FakeReleases(),
                          steps=FakeSteps(), cancels=FakeCancels(), hooks=FakeHooks(),
                          manifests=FakeManifests(), sources=FakeSources(), routes=FakeRoutes(),
-                         inflight=FakeInFlight())
+                         inflight=FakeInFlight(), config=FakeConfig(), sinks=FakeSinks(),
+                         maintenance=FakeMaintenance())
     return Builder(ctx, doors, Runtimes(settings)), doors, broker
 
 

@@ -26,9 +26,11 @@ from dockyard.settings import Settings
 from tests.events import make
 from tests.fakes import (
     FakeCancels,
+    FakeConfig,
     FakeHooks,
     FakeInFlight,
     FakeLocks,
+    FakeMaintenance,
     FakeManifests,
     FakeNats,
     FakeQueue,
@@ -36,6 +38,7 @@ from tests.fakes import (
     FakeRoutes,
     FakeRuntime,
     FakeRuntimes,
+    FakeSinks,
     FakeSources,
     FakeSteps,
     RecordingBroker,
@@ -157,7 +160,9 @@ class Builders:
         doors = BuilderDoors(queue=self.queue, locks=self.locks, releases=FakeReleases(),
                              steps=self.steps, cancels=self.cancels, hooks=FakeHooks(),
                              manifests=FakeManifests(), sources=FakeSources(),
-                             routes=FakeRoutes(), inflight=self.inflight)
+                             routes=FakeRoutes(), inflight=self.inflight,
+                             config=FakeConfig(), sinks=FakeSinks(),
+                         maintenance=FakeMaintenance())
         settings = Settings(kill_grace=2.0, phase_margin=30.0)
         self.all = [Builder(service_context(SERVICE, self.broker, FakeNats(), settings), doors,
                             FakeRuntimes(FakeRuntime())) for _ in range(2)]

@@ -112,6 +112,7 @@ def test_purging_is_only_what_object_store_writes_need() -> None:
     purgers = {(n, s) for n, p in ALL.items() for s in stream_names()
                if p.may_publish(f"$JS.API.STREAM.PURGE.{s}")}
     assert purgers == {("builder", f"OBJ_{subjects.OBJ_BUILDS}"),
+                       ("builder", f"OBJ_{subjects.OBJ_SOURCES}"),  # a destroyed app's sources
                        ("cli", f"OBJ_{subjects.OBJ_SOURCES}"),
                        ("api", f"OBJ_{subjects.OBJ_SOURCES}")}  # the API's upload
 
@@ -124,6 +125,18 @@ def test_config_values_and_sinks_are_read_through_doors_alone(bucket: str,
                                                               readers: set[str]) -> None:
     subject = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.shop"
     assert {n for n, p in ALL.items() if p.may_publish(subject)} == readers
+
+
+def test_the_builder_forgets_config_and_sinks_without_reading_them() -> None:
+    """Destroying an app, the builder purges its config and sinks: it may publish to the keys
+    and see which exist (stream info), but never get a value or open a consumer on them."""
+    builder = ALL["builder"]
+    for bucket in (subjects.KV_CONFIG, subjects.KV_SINKS):
+        assert builder.may_publish(f"$KV.{bucket}.shop")
+        assert builder.may_publish(f"$JS.API.STREAM.INFO.KV_{bucket}")
+        assert not builder.may_publish(f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.shop")
+        assert not builder.may_publish(f"$JS.API.CONSUMER.CREATE.KV_{bucket}")
+        assert not builder.may_publish(f"$JS.API.CONSUMER.CREATE.KV_{bucket}.x.$KV.{bucket}.>")
 
 
 def test_key_prefix_grants_allow_direct_gets_under_the_prefix_and_no_consumers() -> None:
@@ -182,14 +195,17 @@ def test_the_permissions_are_the_servers_config_shape() -> None:
 
 
 def test_each_service_publishes_exactly_its_declared_commands() -> None:
-    """The api asks for deploys and cancels; no other service sends a command."""
+    """The api asks for deploys, cancels, scales and destroys; no other service sends a
+    command (the cli's are its own identity's)."""
     for name in SERVICES:
         service = declaration(name)
         sent = {p for p in service_permissions(service).publish if p.startswith("dockyard.cmd.")}
         assert sent == {str(getattr(c, "subject")) for c in service.commands}, name  # noqa: B009
     assert {n for n, p in ALL.items() if p.may_publish(subjects.CMD_DEPLOY)} == {"cli", "api"}
     assert {n for n, p in ALL.items() if p.may_publish(subjects.CMD_CANCEL)} == {"cli", "api"}
-    assert not ALL["api"].may_publish("dockyard.cmd.destroy")
+    assert {n for n, p in ALL.items() if p.may_publish(subjects.CMD_DESTROY)} == {"cli", "api"}
+    assert {n for n, p in ALL.items() if p.may_publish(subjects.CMD_SCALE)} == {"cli", "api"}
+    assert {n for n, p in ALL.items() if p.may_publish(subjects.CMD_RUN)} == {"cli"}
 
 
 def test_a_declared_command_is_granted_and_an_undeclared_one_is_not() -> None:

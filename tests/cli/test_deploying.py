@@ -72,3 +72,11 @@ def test_log_lines_are_styled_by_stream() -> None:
     assert line_style(line("building", "system")) == "cyan"
     assert line_style(line("oops", "err")) == "yellow"
     assert line_style(line("hello", "out")) is None
+
+
+def test_only_the_exact_app_name_confirms_a_destroy() -> None:
+    from dockyard.cli.deploying import confirmed
+
+    assert confirmed("shop", "shop") and confirmed("shop", " shop\n")
+    assert not confirmed("shop", "Shop") and not confirmed("shop", "")
+    assert not confirmed("shop", "y") and not confirmed("shop", None)

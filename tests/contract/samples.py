@@ -8,6 +8,8 @@ from dockyard.contract.events import (
     CommandData,
     CommandResultData,
     DeploySpec,
+    DestroyData,
+    DestroyFailureData,
     EndData,
     Event,
     Fact,
@@ -34,6 +36,8 @@ INSTANCES = [InstanceRef(id="i1", process="web", release=1, port=5000)]
 
 _DATA: dict[type[Any], Any] = {
     KindData: KindData(),
+    DestroyData: DestroyData(removed=["instance i0 (web, v1)"]),
+    DestroyFailureData: DestroyFailureData(reason="a deploy of shop is running"),
     SpecData: SpecData(spec=SPEC),
     InstancesData: InstancesData(spec=SPEC, instances=INSTANCES),
     SwitchData: SwitchData(spec=SPEC, instances=INSTANCES, previous_release=None),

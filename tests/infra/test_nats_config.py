@@ -289,12 +289,15 @@ def test_router_routes_are_the_routers_alone(server: Server) -> None:
 
 
 def test_maintenance_is_written_by_the_cli_and_the_api_alone(server: Server) -> None:
-    """The cli and the api turn maintenance on and off; the router only reads it."""
+    """The cli and the api turn maintenance on and off; the router only reads it. The builder
+    purges an app's record when it destroys the app: NATS grants a purge as a publish on the
+    key's subject, so that grant would let it write a record too (it can never read one)."""
 
     async def check() -> None:
         await provision_as_operator(server)
         for user, allowed in (("cli", True), ("api", True), ("router", False),
-                              ("scheduler", False), ("builder", False)):
+                              ("scheduler", False), ("builder", True), ("hook-runner", False),
+                              ("notifier", False)):
             conn = await connect(server, user)
             try:
                 try:

@@ -12,6 +12,7 @@ import pytest
 from dockyard.client import DockyardClient
 from dockyard.contract.events import (
     DeployQueued,
+    DestroySucceeded,
     Event,
     NotificationAttemptData,
     NotificationAttempted,
@@ -275,6 +276,21 @@ async def test_an_event_about_an_invalid_app_name_reaches_only_the_global_sinks(
     assert await handle(n, make(DeployQueued, app="Bad_App")) is None
     assert posts.urls == ["http://all.test/x"]
     assert [type(e) for e in published] == [NotificationAttempted, NotificationDelivered]
+
+
+async def test_a_destroyed_apps_sink_statuses_are_forgotten() -> None:
+    """A new app of the same name must not inherit the old sinks' failure counts."""
+    deliveries = FakeDeliveries()
+    deliveries.sink_statuses[("shop", "ops")] = SinkStatus(failures=3)
+    deliveries.sink_statuses[("other", "ops")] = SinkStatus(failures=1)
+
+    async def collect(event: Event[Any]) -> None:
+        del event
+
+    n = Notifier(sinks=FakeSinks(), deliveries=deliveries, sender=Posts().sender(),
+                 publish=collect, global_sinks=[])
+    assert await handle(n, make(DestroySucceeded, app="shop")) is None
+    assert deliveries.sink_statuses == {("other", "ops"): SinkStatus(failures=1)}
 
 
 class RacedDeliveries(FakeDeliveries):

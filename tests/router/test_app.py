@@ -470,6 +470,7 @@ async def test_each_declared_event_reaches_its_handler_as_its_type() -> None:
         contract_events.DeployQueued: "on_deploy_queued",
         contract_events.DeployFailed: "on_deploy_failed",
         contract_events.ScalePlaced: "on_scale_placed",
+        contract_events.DestroyStarted: "on_destroy_started",
     }
     sent = [samples.sample_event(cls) for cls in routed]
     calls = await fakes.delivered_on_test_broker(SERVICE, Router, sent)

@@ -13,6 +13,7 @@ from dockyard.contract.events import (
     AfterSwitchSucceeded,
     BuildFailed,
     DeployFailed,
+    DestroyUnrouted,
     Event,
     Fact,
     HookFailed,
@@ -39,6 +40,7 @@ ROUTED: dict[type[Event[Any]], str] = {
     AfterSwitchFailed: "on_after_switch_failed",
     DeployFailed: "on_deploy_failed",
     TrafficScaled: "on_traffic_scaled",
+    DestroyUnrouted: "on_destroy_unrouted",
 }
 
 

@@ -41,9 +41,10 @@ from tests.conftest import Bus
 def test_each_services_door_set_is_its_declared_doors() -> None:
     assert doors_of(BuilderDoors) == [
         ("queue", queue.DOOR), ("locks", locks.DOOR), ("releases", releases.DOOR),
-        ("steps", steps.OWN), ("cancels", cancels.WRITER), ("hooks", hooks.READER),
-        ("manifests", builds.STORE), ("sources", sources.READER), ("routes", routes.READER),
-        ("inflight", inflight.WRITER)]
+        ("steps", steps.OWN), ("cancels", cancels.WRITER), ("hooks", hooks.KEEPER),
+        ("manifests", builds.KEEPER), ("sources", sources.KEEPER), ("routes", routes.READER),
+        ("inflight", inflight.WRITER), ("config", config.FORGETTER), ("sinks", sinks.FORGETTER),
+        ("maintenance", maintenance.FORGETTER)]
     shared = [("locks", locks.DOOR), ("cancels", cancels.READER), ("steps", steps.OWN),
               ("config", config.READER), ("routes", routes.READER)]
     assert doors_of(HookRunnerDoors) == [*shared, ("timeouts", inflight.TIMEOUTS)]
@@ -81,8 +82,11 @@ def test_grants_follow_from_the_doors() -> None:
     builder = grants_of(BuilderDoors)
     # Step records are granted under the service's own key prefix only.
     assert Grant("kv", subjects.KV_STEPS, "write", keys="{service}") in builder
-    assert Grant("obj", subjects.OBJ_SOURCES, "read") in builder
+    # A destroy: the builder deletes the app's sources and forgets its config unread.
+    assert Grant("obj", subjects.OBJ_SOURCES, "write") in builder
+    assert Grant("kv", subjects.KV_CONFIG, "forget") in builder
     assert Grant("kv", subjects.KV_CONFIG, "read") not in builder
+    assert Grant("kv", subjects.KV_CONFIG, "write") not in builder
     assert Grant("kv", subjects.KV_CONFIG, "read").describe() == (
         "read kv dockyard_config keys >")
 

@@ -21,7 +21,13 @@ from dockyard.archive import Limits
 from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.bus.topology import STREAM_FEED
 from dockyard.contract import subjects
-from dockyard.contract.events import AnyEvent, CancelRequested, DeployRequested, ScaleRequested
+from dockyard.contract.events import (
+    AnyEvent,
+    CancelRequested,
+    DeployRequested,
+    DestroyRequested,
+    ScaleRequested,
+)
 from dockyard.settings import Settings
 from dockyard.store import Store, migrate, open_store, project
 
@@ -131,6 +137,6 @@ SERVICE = Service(
     subscribes=(On(None, "on_event"),),
     publishes=(),
     make=make,
-    commands=(DeployRequested, CancelRequested, ScaleRequested),
+    commands=(DeployRequested, CancelRequested, ScaleRequested, DestroyRequested),
     reads=(STREAM_FEED, subjects.STREAM_LOGS),
 )

@@ -73,16 +73,6 @@ class TooLarge(ApiError):
         self.limit = limit
 
 
-class NotBuiltYet(ApiError):
-    """An operation whose pipeline side is not there yet (501)."""
-
-    status = 501
-
-    def __init__(self, operation: str) -> None:
-        super().__init__(f"{operation} is not available yet: the pipeline cannot do it on the bus "
-                         "(this endpoint's request and response shapes are final)")
-        self.operation = operation
-
 
 def _status_of(exc: Exception) -> int:
     """The HTTP status of an error raised by a shared package."""

@@ -11,9 +11,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dockyard.contract import codec
-from dockyard.contract.events import CancelRequested, DeployRequested, ScaleRequested
+from dockyard.contract.events import (
+    CancelRequested,
+    DeployRequested,
+    DestroyRequested,
+    ScaleRequested,
+)
 
-Command = DeployRequested | CancelRequested | ScaleRequested
+Command = DeployRequested | CancelRequested | ScaleRequested | DestroyRequested
 Stop = Callable[[], Awaitable[bool]]
 
 

@@ -39,7 +39,7 @@ from dockyard.api.auth import (
     require_access,
     same_token,
 )
-from dockyard.api.errors import HANDLERS, BadRequest, NotBuiltYet, Unauthenticated
+from dockyard.api.errors import HANDLERS, BadRequest, Unauthenticated
 from dockyard.api.feeds import Kept, Streams
 from dockyard.api.models import (
     Accepted,
@@ -93,7 +93,6 @@ _MEANINGS = {
     404: "No such app, deployment or resource.",
     409: "The request clashes with what is stored (already ended, changed meanwhile).",
     413: "The body is past its limit.",
-    501: "This operation's pipeline side is not built yet.",
 }
 
 
@@ -386,12 +385,6 @@ async def sinks_remove(app: AppName, name: FromPath[str], api: Api) -> SinksView
     return await api.operations.remove_sink(check_app(app), name)
 
 
-# The operations another part builds on the bus: shapes final, answered 501 until then.
-NOT_YET = {**errors(403, 404, 409, 501),
-           202: ResponseSpec(OperationAccepted, description="Asked for on the bus.",
-                             generate_examples=False)}
-
-
 @post("/apps/{app:str}/scale", tags=["operations"], status_code=202,
       responses=errors(403, 404), summary="Scale a process type")
 async def scale(app: AppName, data: JSONBody[ScaleRequest], api: Api) -> OperationAccepted:
@@ -438,12 +431,13 @@ async def maintenance(app: AppName, data: JSONBody[MaintenanceRequest],
     return await api.operations.turn_maintenance(check_app(app), data)
 
 
-@delete("/apps/{app:str}", tags=["operations"], status_code=202, responses=NOT_YET,
-        summary="Destroy an app")
-async def destroy(app: AppName) -> OperationAccepted:
-    """Stop its instances, remove its route, config, hooks, sinks and artifacts."""
-    check_app(app)
-    raise NotBuiltYet("destroy")
+@delete("/apps/{app:str}", tags=["operations"], status_code=202,
+        responses=errors(403, 404, 409), summary="Destroy an app")
+async def destroy(app: AppName, api: Api) -> OperationAccepted:
+    """Stop its instances, remove its route, artifacts, config, hooks, sinks and records; the
+    name may be deployed again as a new app (from v1). 404: no such app; 409: a deploy of it
+    is queued or running. Follow it at `events` (`destroy.succeeded` or `destroy.failed`)."""
+    return await api.operations.destroy(check_app(app))
 
 
 ROUTES = [healthz, dashboard, login, logout, openapi, list_apps, one_app, app_deployments,

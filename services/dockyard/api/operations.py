@@ -37,6 +37,7 @@ from dockyard.archive import Limits, SourceError, scan
 from dockyard.contract.events import (
     CancelRequested,
     DeployRequested,
+    DestroyRequested,
     ScaleRequested,
     new_id,
 )
@@ -58,7 +59,7 @@ from dockyard.state.maintenance import MaintenanceError, MaintenanceStore
 from dockyard.state.routes import RouteReader
 from dockyard.state.sinks import SinkStore
 from dockyard.state.sources import SourceUploads
-from dockyard.store import Store
+from dockyard.store import Store, queries
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -260,6 +261,34 @@ class Operations:
         return OperationAccepted(app=app, operation=kind, deployment_id=op,
                                  links={"logs": f"/deployments/{op}/logs",
                                         "events": f"/apps/{app}/events/stream"})
+
+    # ------------------------------------------------------------ destroy
+
+    async def destroy(self, app: str) -> OperationAccepted:
+        """Ask to destroy an app (NotFound for an unknown one; Conflict while a deploy of it is
+        queued or running: the builder would refuse it)."""
+        check_app(app)
+        if not await self._known(app):
+            raise NotFound(f"no app named {app!r}: it has no deployments, config, hooks or "
+                           "sinks")
+        if busy := await asyncio.to_thread(queries.unfinished_deployments, self.store, app):
+            raise Conflict(f"a deploy of {app} is queued or running ({', '.join(busy)}): wait "
+                           "for it to end or cancel it, then destroy again")
+        op = new_id()
+        await self.commands.send(DestroyRequested(operation_id=op, app=app), f"{op}:destroy")
+        return OperationAccepted(app=app, operation="destroy", deployment_id=op,
+                                 links={"events": f"/apps/{app}/events/stream"})
+
+    async def _known(self, app: str) -> bool:
+        if await asyncio.to_thread(queries.has_app, self.store, app):
+            return True
+        if await self.doors.routes.live(app) is not None:
+            return True
+        if (await self.doors.config.current(app)).version > 0:
+            return True
+        if (await self.doors.hooks.load(app)).hooks:
+            return True
+        return bool((await self.doors.sinks.load(app)).sinks)
 
     # ------------------------------------------------------------ config
 

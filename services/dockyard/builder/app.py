@@ -14,17 +14,25 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     DeployRequested,
+    DestroyFailed,
+    DestroyRequested,
+    DestroyStarted,
+    DestroyStopped,
+    DestroySucceeded,
 )
 from dockyard.runtime.select import Runtimes
-from dockyard.state.builds import ManifestStore
+from dockyard.state.builds import ManifestKeeper
 from dockyard.state.cancels import CancelMarkers
-from dockyard.state.hooks import HookReader
+from dockyard.state.config import ConfigForgetter
+from dockyard.state.hooks import HookKeeper
 from dockyard.state.inflight import InFlightRecords
 from dockyard.state.locks import AppLocks
+from dockyard.state.maintenance import MaintenanceForgetter
 from dockyard.state.queue import DeployQueue
 from dockyard.state.releases import ReleaseNumbers
 from dockyard.state.routes import RouteReader
-from dockyard.state.sources import SourceReader
+from dockyard.state.sinks import SinkForgetter
+from dockyard.state.sources import SourceKeeper
 from dockyard.state.steps import StepRecords
 
 
@@ -37,11 +45,15 @@ class BuilderDoors:
     releases: ReleaseNumbers
     steps: StepRecords
     cancels: CancelMarkers
-    hooks: HookReader
-    manifests: ManifestStore
-    sources: SourceReader
+    hooks: HookKeeper
+    manifests: ManifestKeeper
+    sources: SourceKeeper
     routes: RouteReader
     inflight: InFlightRecords
+    # Written by operators (CLI, api); the builder forgets them, unread, when it destroys an app.
+    config: ConfigForgetter
+    sinks: SinkForgetter
+    maintenance: MaintenanceForgetter
 
 
 async def make(ctx: ServiceContext, doors: BuilderDoors) -> Builder:
@@ -61,8 +73,11 @@ SERVICE = Service(
         On(CancelRequested, "on_cancel"),
         # Every event: the watchdog's record of each deploy's phase and deadline.
         On(None, "on_event", new_only=True),
+        On(DestroyRequested, "on_destroy"),
+        On(DestroyStopped, "on_destroy_stopped"),
     ),
-    publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed),
+    publishes=(DeployQueued, BuildStarted, BuildSucceeded, BuildFailed, DeployFailed,
+               DestroyStarted, DestroySucceeded, DestroyFailed),
     make=make,
     logs=True,
 )

@@ -12,11 +12,15 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployRequested,
     DeploySpec,
+    DestroyFailed,
+    DestroyFailureData,
+    DestroyRequested,
     Fact,
     FailureData,
 )
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.plan import Plan
+from dockyard.contract.state import Queue
 from dockyard.pipeline.rollback import RollbackError
 from dockyard.plan.errors import PlanError
 from dockyard.runtime.base import BuildError
@@ -72,6 +76,28 @@ def check_cancel(cmd: CancelRequested) -> CancelRequested:
     check_app(cmd.app)
     check_deployment_id(cmd.deployment_id)
     return cmd
+
+
+def check_destroy(cmd: DestroyRequested) -> DestroyRequested:
+    """The destroy request, if its app and operation id are in their one accepted form."""
+    check_app(cmd.app)
+    check_deployment_id(cmd.operation_id)
+    return cmd
+
+
+def destroy_refusal(app: str, operation_id: str, waiting: Queue,
+                    holder: str | None) -> Fact[DestroyFailureData] | None:
+    """Why a destroy cannot go now (a deploy of the app is queued or holds the lock), or None.
+    Refused rather than cancelling: a deploy someone asked for is never dropped silently."""
+    if holder is not None and holder != operation_id:
+        return Fact.of(DestroyFailed, DestroyFailureData(
+            reason=f"a deploy of {app} is running ({holder}): wait for it to end or cancel it "
+                   f"(dockyard cancel {holder}), then destroy again"))
+    if deploys := [e.deployment_id for e in waiting.entries if e.deployment_id != operation_id]:
+        return Fact.of(DestroyFailed, DestroyFailureData(
+            reason=f"{len(deploys)} deploy(s) of {app} are queued ({', '.join(deploys)}): wait "
+                   "for them to end or cancel them, then destroy again"))
+    return None
 
 
 def build_id(release: int, deployment_id: str) -> str:

@@ -26,6 +26,11 @@ from dockyard.contract.events import (
     DeployQueued,
     DeployRequested,
     DeploySpec,
+    DestroyData,
+    DestroyRequested,
+    DestroyStarted,
+    DestroyStopped,
+    DestroySucceeded,
     Event,
     Fact,
     KindData,
@@ -34,7 +39,7 @@ from dockyard.contract.events import (
 from dockyard.contract.names import InvalidName
 from dockyard.contract.phase import Phase
 from dockyard.contract.state import InFlight, TimedOut
-from dockyard.pipeline import rollback
+from dockyard.pipeline import destroy, rollback
 from dockyard.pipeline.step import Steps
 from dockyard.plan.detect import read_build_files
 from dockyard.plan.merge import build_plan, read_manifest_files
@@ -58,6 +63,12 @@ class _NoAck:
 
     async def in_progress(self) -> None:
         return None
+
+
+DESTROY_START = "destroy-start"
+DESTROY_END = "destroy-end"
+# A destroy's place in the queue: before any deploy.
+DESTROY_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Builder:
@@ -204,6 +215,79 @@ class Builder:
         await deploy_log.flush()
         return self.emitter.stamp(watchdog.failed(verdict, record), app=record.app,
                                   deployment_id=record.deployment_id, release=record.release)
+
+    # ------------------------------------------------------------ destroy
+
+    async def on_destroy(self, cmd: DestroyRequested, msg: NatsMessage) -> None:
+        """Start destroying an app in its turn: refused while a deploy of it is queued or
+        running; else the destroy takes the app's lock (no deploy starts until it ends) and
+        `destroy.started` sends the scheduler to work."""
+        try:
+            decide.check_destroy(cmd)
+        except InvalidName as exc:
+            raise Rejected(str(exc)) from None
+        await self.steps.once(cmd.operation_id, DESTROY_START, msg,
+                              partial(self._destroy_start, cmd))
+
+    async def _destroy_start(self, cmd: DestroyRequested) -> Event[Any]:
+        waiting = await self.doors.queue.load(cmd.app)
+        holder = await self.doors.locks.holder(cmd.app)
+        refusal = decide.destroy_refusal(cmd.app, cmd.operation_id, waiting, holder)
+        if refusal is None and not await self.doors.locks.acquire(cmd.app, cmd.operation_id):
+            # A deploy took the lock between the look and the take.
+            refusal = decide.destroy_refusal(cmd.app, cmd.operation_id, waiting,
+                                              await self.doors.locks.holder(cmd.app))
+        if refusal is not None:
+            log.info("destroy refused", app=cmd.app, operation=cmd.operation_id,
+                     reason=refusal.data.reason)
+            return self.emitter.stamp(refusal, app=cmd.app, deployment_id=cmd.operation_id,
+                                      release=0)
+        # The route records name what the app's releases left; the router purges them next.
+        history = await self.doors.routes.live_history(cmd.app)
+        default = await self.runtimes.default_name()
+        left = DestroyData(runtimes=destroy.runtimes_of(history, default))
+        # At the head of the queue until its end: no deploy starts meanwhile, even if the lock's
+        # lease lapsed while a service of the chain was down.
+        await self.doors.queue.change(cmd.app, lambda q: queue.enqueue(q, cmd.operation_id,
+                                                                       DESTROY_FIRST))
+        log.info("destroying", app=cmd.app, operation=cmd.operation_id, runtimes=left.runtimes)
+        return self.emitter.stamp(Fact.of(DestroyStarted, left), app=cmd.app,
+                                  deployment_id=cmd.operation_id, release=0)
+
+    async def on_destroy_stopped(self, event: DestroyStopped, msg: NatsMessage) -> None:
+        """The app has no instance and no route left: forget the rest of its state, end the
+        destroy, give the lock up (a deploy that waited meanwhile starts a new app, v1)."""
+        await self.steps.once(event.deployment_id, DESTROY_END, msg,
+                              partial(self._destroy_end, event))
+        await self.doors.locks.release(event.subject, event.deployment_id)
+
+    async def _destroy_end(self, event: DestroyStopped) -> Event[Any]:
+        app = event.subject
+        removed: list[str] = []
+        async with self.doors.locks.hold(app, event.deployment_id):
+            # Deploys requested during the destroy wait in the queue: their sources stay.
+            _, waiting = await self.doors.queue.change(
+                app, lambda q: queue.remove(q, event.deployment_id))
+            keep = {object_name(app, e.deployment_id) for e in waiting.entries}
+            if not keep:
+                await self.doors.queue.forget_if_empty(app)
+            if sources := await self.doors.sources.forget(app, keep):
+                removed.append(f"{sources} source archive(s)")
+            if manifests := await self.doors.manifests.forget(app):
+                removed.append(f"{manifests} manifest(s)")
+            if await self.doors.config.forget(app):
+                removed.append("config (every version)")
+            if hooks := (await self.doors.hooks.load(app)).hooks:
+                removed.append(f"{len(hooks)} operator hook(s)")
+            await self.doors.hooks.forget(app)
+            if await self.doors.sinks.forget(app):
+                removed.append("notification sinks")
+            if await self.doors.maintenance.forget(app):
+                removed.append("the maintenance flag")
+            await self.doors.releases.forget(app)
+            removed.append("release numbering (the next deploy is v1)")
+        log.info("destroyed", app=app, operation=event.deployment_id)
+        return self.emitter.after(event, Fact.of(DestroySucceeded, DestroyData(removed=removed)))
 
     async def _never(self) -> Event[Any]:
         raise AssertionError("only called when the outcome is recorded")

@@ -132,6 +132,8 @@ def grant_subjects(grant: Grant, service: str) -> tuple[str, ...]:
     """The publish subjects one door grant needs, as `service`."""
     if grant.kind == "kv":
         stream, keys = f"KV_{grant.bucket}", _keys(grant, service)
+        if grant.access == "forget":
+            return (f"{API}.STREAM.INFO.{stream}", f"$KV.{grant.bucket}.{keys}")
         found = [f"{API}.STREAM.INFO.{stream}",
                  f"{API}.DIRECT.GET.{stream}.$KV.{grant.bucket}.{keys}"]
         if keys == ">":

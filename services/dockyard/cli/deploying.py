@@ -32,8 +32,9 @@ from dockyard.cli.output import Output, err, out
 if TYPE_CHECKING:
     import asyncio
 
-    from dockyard.client import DockyardClient, KnownDeployment
+    from dockyard.client import DestroyOutcome, DockyardClient, KnownDeployment
     from dockyard.contract.events import AnyEvent, AppLogLine, LogLine, Terminal
+    from dockyard.settings import Settings
 
 T = TypeVar("T")
 commands = typer.Typer()
@@ -260,6 +261,90 @@ def rollback(
                                    to_release=target.release)
 
     raise typer.Exit(run(with_client(settings, body)))
+
+
+# ------------------------------------------------------------------ destroy
+
+API_FORGETS = 15.0  # seconds the api may take to drop its records after a destroy
+
+
+def confirmed(app: str, typed: str | None) -> bool:
+    """Whether what was typed at the prompt confirms destroying the app (its exact name)."""
+    return typed is not None and typed.strip() == app
+
+
+def _ask(app: str) -> str | None:
+    """The confirmation typed on the terminal (None on end of input or Ctrl-C)."""
+    import click
+
+    try:
+        typed: str = typer.prompt(
+            f"This removes {app}'s instances, route, artifacts, config, hooks, sinks and records "
+            "for good. Type the app name to confirm", default="", show_default=False)
+    except click.exceptions.Abort:
+        return None
+    return typed
+
+
+def _api_forgot(settings: Settings, app: str) -> None:
+    """Wait (bounded) until the api has dropped the app's records; an api that does not answer
+    is not waited for (it drops them when it reads the destroy's end)."""
+    import time
+
+    from dockyard.api_client import ApiError, api_get
+
+    deadline = time.monotonic() + API_FORGETS
+    while time.monotonic() < deadline:
+        try:
+            api_get(settings, f"/apps/{app}")
+        except ApiError:  # ApiNotFound: forgotten; any other: not answering
+            return
+        time.sleep(0.2)
+
+
+@commands.command(rich_help_panel=PANEL, epilog=(
+    "Examples:\n\n"
+    "  dockyard destroy shop\n\n"
+    "  dockyard destroy shop --yes"))
+def destroy(
+    app_name: AppArg,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask: destroy at once (needed without a terminal).")] = False,
+    data_dir: DataDir = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop following after N seconds (exit 2; the destroy goes on).")] = None,
+) -> None:
+    """Destroy an app: stop its instances, remove its route (its host answers 404), artifacts,
+    config, hooks, sinks and records. The name can be deployed again as a new app (v1)."""
+    import asyncio
+    import sys
+
+    settings = settings_from(data_dir)
+    app = checked_app(app_name)
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout must be more than 0 seconds, got {timeout:g}")
+    run(with_client(settings, lambda client: require_app(client, app)))
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"destroying {app} needs confirmation: run it on a terminal, or pass --yes")
+        if not confirmed(app, _ask(app)):
+            fail(f"not confirmed: {app} was not destroyed")
+    async def body(client: DockyardClient) -> DestroyOutcome | None:
+        try:
+            return await asyncio.wait_for(client.destroy(app), timeout)
+        except TimeoutError:  # an OSError: told apart here, before run() sees it
+            return None
+
+    outcome = run(with_client(settings, body))
+    if outcome is None:
+        fail(f"the destroy of {app} did not end within {timeout:g}s; it goes on (follow it "
+             f"with: dockyard events --app {app} --follow)")
+    if outcome.refused is not None:
+        fail(f"{app} was not destroyed: {outcome.refused}")
+    _api_forgot(settings, app)
+    out.line(f"destroyed {app} (operation {outcome.operation_id})", style="bold")
+    for item in outcome.removed:
+        out.line(f"  removed {item}")
 
 
 # ------------------------------------------------------------------ naming a deployment

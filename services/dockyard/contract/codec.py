@@ -11,18 +11,20 @@ from dockyard.contract.events import (
     AnyEvent,
     CancelRequested,
     DeployRequested,
+    DestroyRequested,
     Message,
     RunRequested,
     ScaleRequested,
 )
 from dockyard.contract.text import one_line
 
+AnyCommand = DeployRequested | CancelRequested | RunRequested | ScaleRequested | DestroyRequested
+
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-Command = DeployRequested | CancelRequested | RunRequested | ScaleRequested
-_command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
+_command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 
 
 def encode(message: Message | msgspec.Struct) -> bytes:
@@ -49,7 +51,7 @@ def decode_event(data: bytes) -> AnyEvent:
     return _decoded(_event_decoder.decode, data)
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: bytes) -> AnyCommand:
     """Decode any command by its `type` tag."""
     return _decoded(_command_decoder.decode, data)
 
@@ -59,9 +61,10 @@ def decode_as(data: bytes, type_: type[T]) -> T:
     return _decoded(lambda d: msgspec.json.decode(d, type=type_), data)
 
 
-_any_decoder: msgspec.json.Decoder[AnyEvent | Command] = msgspec.json.Decoder(AnyEvent | Command)
+_any_decoder: msgspec.json.Decoder[AnyEvent | AnyCommand] = (
+    msgspec.json.Decoder(AnyEvent | AnyCommand))
 
 
-def decode_any(data: bytes) -> AnyEvent | Command:
+def decode_any(data: bytes) -> AnyEvent | AnyCommand:
     """Decode any event or command by its `type` tag."""
     return _decoded(_any_decoder.decode, data)

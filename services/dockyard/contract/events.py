@@ -145,6 +145,16 @@ class ScaleRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.scale
     subject: ClassVar[str] = subjects.CMD_SCALE
 
 
+class DestroyRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.destroy"):
+    """Ask to destroy an app: its instances, route, artifacts and state go; the name is free.
+    `operation_id` names the destroy (its events carry it as `deploymentid`)."""
+
+    operation_id: str
+    app: str
+    requested_at: datetime = msgspec.field(default_factory=_now)
+    subject: ClassVar[str] = subjects.CMD_DESTROY
+
+
 # ---------------------------------------------------------------- what events carry
 
 
@@ -288,6 +298,21 @@ class NotificationFailedData(msgspec.Struct, frozen=True, kw_only=True):
     sink: str
     event_id: str
     attempts: int
+    reason: str
+
+
+class DestroyData(msgspec.Struct, frozen=True, kw_only=True):
+    """What one step of a destroy removed (one short line per thing), and the runtimes the
+    app's kept live releases ran on (read by the builder before the router purges the records;
+    the scheduler looks for what is left of the app there)."""
+
+    removed: list[str] = []
+    runtimes: list[str] = []
+
+
+class DestroyFailureData(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a destroy was refused; nothing was removed."""
+
     reason: str
 
 
@@ -553,6 +578,48 @@ class NotificationFailed(Event[NotificationFailedData], frozen=True, kw_only=Tru
     outcome: ClassVar[str] = "failed"
 
 
+class DestroyStarted(Event[DestroyData], frozen=True, kw_only=True,
+                     tag="dockyard.destroy.started"):
+    """The destroy holds the app's lock (no deploy runs or starts); the router goes next."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "started"
+
+
+class DestroyUnrouted(Event[DestroyData], frozen=True, kw_only=True,
+                      tag="dockyard.destroy.unrouted"):
+    """The proxy confirmed the app's host answers 404 and its route records are gone; the
+    scheduler goes next."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "unrouted"
+
+
+class DestroyStopped(Event[DestroyData], frozen=True, kw_only=True,
+                     tag="dockyard.destroy.stopped"):
+    """The app's instances are stopped and its artifacts, files and placements removed."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "stopped"
+
+
+class DestroySucceeded(Event[DestroyData], frozen=True, kw_only=True,
+                       tag="dockyard.destroy.succeeded"):
+    """The app is gone: its queue, release numbers, manifests, sources, config, operator hooks
+    and sinks too; the name may be deployed again as a new app (from v1)."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "succeeded"
+
+
+class DestroyFailed(Event[DestroyFailureData], frozen=True, kw_only=True,
+                    tag="dockyard.destroy.failed"):
+    """The destroy was refused (a deploy of the app is queued or running); nothing changed."""
+
+    topic: ClassVar[str] = "destroy"
+    outcome: ClassVar[str] = "failed"
+
+
 AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     DeployQueued,
     BuildStarted,
@@ -584,10 +651,15 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     TrafficScaled,
     ScaleSucceeded,
     ScaleFailed,
+    DestroyStarted,
+    DestroyUnrouted,
+    DestroyStopped,
+    DestroySucceeded,
+    DestroyFailed,
 ]
 EVENT_TYPES: tuple[type[Event[Any]], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
 COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested, RunRequested,
-                                               ScaleRequested)
+                                               ScaleRequested, DestroyRequested)
 # Every event whose data is a FailureData: a deploy that did not get through a phase.
 FailureEvent = Union[  # noqa: UP007
     BuildFailed, ReleaseFailed, StartFailed, HookFailed, TrafficFailed, AfterSwitchFailed,

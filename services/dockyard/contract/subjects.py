@@ -10,6 +10,7 @@ CMD_DEPLOY = f"{PREFIX}.cmd.deploy"
 CMD_CANCEL = f"{PREFIX}.cmd.cancel"
 CMD_RUN = f"{PREFIX}.cmd.run"
 CMD_SCALE = f"{PREFIX}.cmd.scale"
+CMD_DESTROY = f"{PREFIX}.cmd.destroy"
 CMD_ALL = f"{PREFIX}.cmd.>"
 
 # Events (facts): dockyard.evt.<app>.<phase>.<outcome>.

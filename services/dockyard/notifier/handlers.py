@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from dockyard.contract.events import (
+    DestroySucceeded,
     Event,
     Fact,
     NotificationAttemptData,
@@ -62,6 +63,10 @@ async def handle(n: Notifier, event: Event[Any]) -> float | None:
         own = (await n.sinks.load(check_app(event.app))).sinks
     except InvalidName:
         own = []  # no sink can be stored under such a name, so an event about it has none
+    else:
+        if isinstance(event, DestroySucceeded):
+            # The app is gone: its sinks' failure counts must not greet a new app of the name.
+            await n.deliveries.forget_statuses(event.app)
     chosen = select(n.global_sinks + own, etype)
     if not chosen:
         return None

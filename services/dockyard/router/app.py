@@ -9,6 +9,8 @@ from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
+    DestroyStarted,
+    DestroyUnrouted,
     HookSucceeded,
     ScalePlaced,
     TrafficFailed,
@@ -73,8 +75,9 @@ SERVICE = Service(
         On(DeployQueued, "on_deploy_queued"),
         On(DeployFailed, "on_deploy_failed"),
         On(ScalePlaced, "on_scale_placed"),
+        On(DestroyStarted, "on_destroy_started"),
     ),
-    publishes=(TrafficSwitched, TrafficFailed, TrafficScaled),
+    publishes=(TrafficSwitched, TrafficFailed, TrafficScaled, DestroyUnrouted),
     make=make,
     logs=True,
 )

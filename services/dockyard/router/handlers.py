@@ -19,6 +19,9 @@ from dockyard.bus.logs import DeployLog, heading
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
+    DestroyData,
+    DestroyStarted,
+    DestroyUnrouted,
     Event,
     Fact,
     HookSucceeded,
@@ -44,6 +47,7 @@ from dockyard.router.routes import (
     valid_app,
     with_live,
     with_pending,
+    without_app,
     without_pending,
 )
 from dockyard.router.routes import upstreams as route_upstreams
@@ -280,6 +284,27 @@ class Router:
             await self._load(table)
             await self.routes.clear_pending(event.app)
             self.log.info("pending cleared", app=event.app, deployment_id=event.deployment_id)
+
+    async def on_destroy_started(self, event: DestroyStarted, subject: NatsSubject) -> None:
+        """An app is destroyed: its host answers 404 (one proxy load without it), then its
+        route records go, before the scheduler stops its instances; idempotent, so a redelivery
+        does it again."""
+        try:
+            checked_envelope(event, subject)
+        except Unverified as exc:
+            _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
+        async with self.lock:
+            live, pending, maintenance = await self._state()
+            table = without_app(table_from_state(live.values(), pending.values(),
+                                                 maintenance.values()), event.app)
+            await self._load(table)  # a CaddyError propagates: the message is retried
+            gone = await self.routes.forget(event.app)
+            upstream_files.remove_app(self.routes_dir, event.app)
+        self.log.info("routes removed", app=event.app, deployment_id=event.deployment_id)
+        removed = [f"route of {host_of(event.app, self.domain)}"] if gone else []
+        # What the builder read from the records travels on to the scheduler.
+        await self.emitter.emit(self.emitter.after(event, Fact.of(DestroyUnrouted, DestroyData(
+            removed=removed, runtimes=event.data.runtimes))))
 
     async def follow_state(self) -> None:
         """Reload whenever another router instance changed the recorded routes."""

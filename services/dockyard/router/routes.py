@@ -138,6 +138,11 @@ def without_pending(table: RouteTable, app: str) -> dict[str, AppRoute]:
     return found
 
 
+def without_app(table: RouteTable, app: str) -> dict[str, AppRoute]:
+    """The table with no route for the app at all (destroyed: its host answers 404)."""
+    return {name: route for name, route in table.items() if name != app}
+
+
 def decide_switch(verified: Verified, current: LiveRelease | None) -> Switch | Republish | Ignore:
     """What a verified HookSucceeded does, given the app's live release record."""
     if current is not None and current.deployment_id == verified.deployment_id:

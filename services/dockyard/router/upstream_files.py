@@ -82,3 +82,8 @@ def restore(routes_dir: Path, app: str, previous: str | None) -> None:
         point(routes_dir, app, previous)
     else:
         (app_dir(routes_dir, app) / CURRENT).unlink(missing_ok=True)
+
+
+def remove_app(routes_dir: Path, app: str) -> None:
+    """Remove an app's upstream files (the app is destroyed and no longer routed)."""
+    shutil.rmtree(app_dir(routes_dir, app), ignore_errors=True)

@@ -123,5 +123,10 @@ class Runtime(Protocol):
     async def remove_artifact(self, artifact: str) -> None:
         """Delete an artifact no release uses any more (in use or gone: ignored)."""
 
+    async def remove_app(self, app: str) -> list[str]:
+        """Remove everything of an app left on this runtime (its instances stopped first):
+        containers, images and network on Docker; the app's tree and user on the process
+        runtime; what was removed, one short line each (nothing left: none)."""
+
     async def close(self) -> None:
         """Release the runtime's connections."""

@@ -216,6 +216,30 @@ class DockerRuntime:
                 raise
             logger.debug("image kept", image=artifact, reason=exc.message)
 
+    async def remove_app(self, app: str) -> list[str]:
+        """Remove every container (one-offs too), image and the network labelled with the app:
+        what the labels say is the app's, never an image an event names."""
+        removed: list[str] = []
+        for container in await self.docker.containers.list(
+                all=True, filters=json.dumps(dc.label_filters({dc.LABEL_APP: app}))):
+            await self._remove(container)
+            removed.append(f"container {container.id[:12]}")
+        images = await self.docker.images.list(filters={"label": [f"{dc.LABEL_APP}={app}"]})
+        for image in images:
+            try:
+                await self.docker.images.delete(str(image["Id"]), force=True)
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+            removed.append(f"image {tags[0] if tags else str(image['Id'])[:19]}")
+        networks = await self.docker.networks.list(
+            filters={"label": [f"{dc.LABEL_APP}={app}"]})
+        await self._release_network(app)
+        removed += [f"network {n['Name']}" for n in networks]
+        return removed
+
     # ------------------------------------------------------------ one-off
 
     async def run_oneoff(self, spec: OneOffSpec, log: LogSink,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -56,7 +57,7 @@ from dockyard.runtime.shim import (
     ShimSpec,
     ShimStatus,
 )
-from dockyard.runtime.users import remove_user, uid_of
+from dockyard.runtime.users import remove_user, uid_of, user_name
 
 logger = structlog.get_logger(__name__)
 
@@ -175,6 +176,25 @@ def build_run_dir(root: Path, app: str, build_id: str) -> Path:
     return root / "runs" / f"build-{safe_name(app)}-{safe_name(build_id)}"
 
 
+def _tree_contents(tree: Path) -> list[str]:
+    """What removing an app's tree removes, one short line each."""
+    if not tree.exists():
+        return []
+    builds = tree / "builds"
+    found = [f"release dir {p.name}" for p in sorted(builds.iterdir())] if builds.is_dir() else []
+    return [*found, f"app tree {tree}"]
+
+
+def build_run_dirs(root: Path, app: str) -> list[Path]:
+    """The run dirs of an app's builds (`build-<app>-v<N>-<8 hex>`: not another app's whose
+    name starts with this one's)."""
+    runs = root / "runs"
+    if not runs.is_dir():
+        return []
+    own = re.compile(rf"build-{re.escape(safe_name(app))}-v\d+-[0-9a-z]{{8}}")
+    return sorted(p for p in runs.iterdir() if own.fullmatch(p.name))
+
+
 def parse_proc_stat(text: str) -> tuple[str, int]:
     """(state, start time in clock ticks) from the text of /proc/<pid>/stat."""
     # The command name is in parentheses and may itself contain spaces and parentheses.
@@ -289,15 +309,23 @@ class ProcessRuntime:
                         uid=None if user is None else user.uid,
                         gid=None if user is None else user.gid)
 
-    async def remove_app(self, app: str) -> None:
-        """Remove an app's tree and its user (its instances must be stopped first)."""
-        await asyncio.to_thread(remove_tree, self.apps_dir / safe_name(app))
+    async def remove_app(self, app: str) -> list[str]:
+        """Remove an app's tree, its release env files, instance records and logs, its builds'
+        run dirs, and its user (its instances must be stopped first); what was removed."""
+        tree = self.apps_dir / safe_name(app)
+        removed = await asyncio.to_thread(_tree_contents, tree)
+        await asyncio.to_thread(remove_tree, tree)
         await asyncio.to_thread(remove_tree, self.root / "releases" / safe_name(app))
+        await asyncio.to_thread(remove_tree, instances_dir(self.root, app))
+        for run_dir in build_run_dirs(self.root, app):
+            await asyncio.to_thread(remove_tree, run_dir)
         if self.isolated:
             uid = uid_of(app)
             if uid is not None:
                 await runs.sweep(None, uid)
-            await asyncio.to_thread(remove_user, app)
+            if await asyncio.to_thread(remove_user, app):
+                removed.append(f"user {user_name(app)}")
+        return removed
 
     # ------------------------------------------------------------ build
 

@@ -13,6 +13,8 @@ from dockyard.contract.events import (
     DeployAborted,
     DeployFailed,
     DeploySucceeded,
+    DestroyStopped,
+    DestroyUnrouted,
     HookFailed,
     ReleaseFailed,
     ReleaseSucceeded,
@@ -35,7 +37,7 @@ from dockyard.state.config import ConfigReader
 from dockyard.state.formation import FormationWriter
 from dockyard.state.inflight import TimeoutReader
 from dockyard.state.locks import AppLocks
-from dockyard.state.placements import PlacementWriter
+from dockyard.state.placements import PlacementKeeper
 from dockyard.state.routes import RouteReader
 from dockyard.state.steps import StepRecords
 
@@ -49,7 +51,7 @@ class SchedulerDoors:
     steps: StepRecords
     config: ConfigReader
     routes: RouteReader
-    placements: PlacementWriter
+    placements: PlacementKeeper
     timeouts: TimeoutReader
     formation: FormationWriter
 
@@ -83,9 +85,10 @@ SERVICE = Service(
         # Scale and restart: in the app's turn; the router routes before extras stop.
         On(ScaleRequested, "on_scale"),
         On(TrafficScaled, "on_traffic_scaled"),
+        On(DestroyUnrouted, "on_destroy_unrouted"),
     ),
     publishes=(StartStarted, StartSucceeded, StartFailed, DeployAborted, DeploySucceeded,
-               RetireSucceeded, ScalePlaced, ScaleSucceeded, ScaleFailed),
+               RetireSucceeded, ScalePlaced, ScaleSucceeded, ScaleFailed, DestroyStopped),
     make=make,
     logs=True,
     app_logs=True,

@@ -47,3 +47,4 @@ def succeeded() -> Fact[EndData]:
 def retired(stopped: list[InstanceRef]) -> Fact[RetireData]:
     """The old instances were drained and stopped."""
     return Fact.of(RetireSucceeded, RetireData(stopped=[r.id for r in stopped]))
+

@@ -21,6 +21,9 @@ from dockyard.contract.events import (
     BuildFailed,
     DeployFailed,
     DeploySpec,
+    DestroyData,
+    DestroyStopped,
+    DestroyUnrouted,
     Event,
     Fact,
     HookFailed,
@@ -358,6 +361,35 @@ class Scheduler:
         await op_log.flush()
         return self.emitter.after(event, Fact.of(ScaleSucceeded, msgspec.structs.replace(
             event.data, stopped=[r.id for r in extras])))
+
+    # ------------------------------------------------------------ destroy
+
+    async def on_destroy_unrouted(self, event: DestroyUnrouted, msg: NatsMessage) -> None:
+        """An app is destroyed and no longer routed: stop every instance, remove its artifacts,
+        files and user and forget its placements (once; the builder forgets the rest next)."""
+        await self.steps.once(event.deployment_id, "destroy", msg, partial(self._destroy, event))
+
+    async def _destroy(self, event: DestroyUnrouted) -> Event[Any]:
+        app = event.subject
+        names = event.data.runtimes or [await self.runtimes.default_name()]
+        removed: list[str] = []
+        async with self.doors.locks.hold(app, event.deployment_id):
+            for name in names:
+                runtime = await self.runtimes.get(name)
+                for ref in await runtime.list_instances(app):
+                    await runtime.stop_instance(ref, self.settings.kill_grace)
+                    removed.append(f"instance {ref.id} ({ref.process}, v{ref.release})")
+                # What the runtime knows is the app's (labels, its tree), never what an event
+                # names: images, release dirs, containers, network, user.
+                removed += await runtime.remove_app(app)
+            releases = await self.doors.placements.forget(app)
+            if await self.doors.formation.forget(app):
+                removed.append("the formation")
+        if releases:
+            removed.append("placements of " + ", ".join(f"v{n}" for n in releases))
+        log.info("destroyed instances and artifacts", app=app, operation=event.deployment_id,
+                 runtimes=names)
+        return self.emitter.after(event, Fact.of(DestroyStopped, DestroyData(removed=removed)))
 
     def _log(self, event: Event[Any]) -> DeployLog:
         return DeployLog(self.nc, event.subject, event.deployment_id, "scheduler")

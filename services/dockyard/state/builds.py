@@ -12,6 +12,7 @@ from nats.js.object_store import ObjectStore
 
 from dockyard.contract import subjects
 from dockyard.state.door import Door, Grant
+from dockyard.state.sources import forget_objects
 
 _decoder = msgspec.json.Decoder(dict[str, str])
 
@@ -35,6 +36,13 @@ class ManifestStore(ManifestReader, Protocol):
         """Keep a build's manifest files."""
 
 
+class ManifestKeeper(ManifestStore, Protocol):
+    """Keeps and forgets manifests (the builder)."""
+
+    async def forget(self, app: str) -> int:
+        """Delete every kept manifest of an app; how many."""
+
+
 class NatsManifests:
     """Manifests in the `builds` object store."""
 
@@ -53,9 +61,19 @@ class NatsManifests:
         """Keep a build's manifest files."""
         await self.store.put(manifest_object(app, build_id), msgspec.json.encode(files))
 
+    async def forget(self, app: str) -> int:
+        """Delete every kept manifest of an app."""
+        return await forget_objects(self.store, f"{app}/")
+
 
 async def open_manifest_store(js: JetStreamContext, service: str) -> ManifestStore:
     """Manifests, writable."""
+    del service
+    return NatsManifests(await js.object_store(subjects.OBJ_BUILDS))
+
+
+async def open_manifest_keeper(js: JetStreamContext, service: str) -> ManifestKeeper:
+    """Manifests, kept and forgotten (the builder)."""
     del service
     return NatsManifests(await js.object_store(subjects.OBJ_BUILDS))
 
@@ -66,4 +84,5 @@ async def open_manifest_reader(js: JetStreamContext, service: str) -> ManifestRe
 
 
 STORE = Door(ManifestStore, open_manifest_store, (Grant("obj", subjects.OBJ_BUILDS, "write"),))
+KEEPER = Door(ManifestKeeper, open_manifest_keeper, (Grant("obj", subjects.OBJ_BUILDS, "write"),))
 READER = Door(ManifestReader, open_manifest_reader, (Grant("obj", subjects.OBJ_BUILDS, "read"),))

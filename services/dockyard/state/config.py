@@ -51,8 +51,15 @@ class ConfigStore(ConfigReader, Protocol):
     async def change(self, app: str, set_: dict[str, str], unset: list[str]) -> Versioned:
         """Apply a change atomically; the new version."""
 
-    async def forget(self, app: str) -> None:
-        """Remove every version of an app's config (the app is destroyed)."""
+    async def forget(self, app: str) -> int:
+        """Remove every version of an app's config (the app is destroyed); how many keys."""
+
+
+class ConfigForgetter(Protocol):
+    """Forgets an app's config without reading it (the builder, destroying an app)."""
+
+    async def forget(self, app: str) -> int:
+        """Remove every version of an app's config; how many keys (the head and snapshots)."""
 
 
 _decoder: msgspec.json.Decoder[Versioned] = msgspec.json.Decoder(Versioned)
@@ -110,11 +117,9 @@ class NatsConfigStore:
         await self.kv.put(_snapshot(app, after.version), msgspec.json.encode(after))
         return after
 
-    async def forget(self, app: str) -> None:
-        """Purge the head and every snapshot of an app."""
-        for name in await kv.keys(self.js, subjects.KV_CONFIG, f"{app}.>"):
-            await self.kv.purge(name)
-        await self.kv.purge(app)
+    async def forget(self, app: str) -> int:
+        """Purge the head and every snapshot of an app; how many keys there were."""
+        return len(await kv.purge(self.js, self.kv, subjects.KV_CONFIG, f"{app}.>", app))
 
 
 async def open_config_store(js: JetStreamContext, service: str) -> ConfigStore:
@@ -129,4 +134,11 @@ async def open_config_reader(js: JetStreamContext, service: str) -> ConfigReader
 
 
 STORE = Door(ConfigStore, open_config_store, (Grant("kv", subjects.KV_CONFIG, "write"),))
+async def open_config_forgetter(js: JetStreamContext, service: str) -> ConfigForgetter:
+    """The config, forgettable only (its values are never read through this door)."""
+    return await open_config_store(js, service)
+
+
+FORGETTER = Door(ConfigForgetter, open_config_forgetter,
+                 (Grant("kv", subjects.KV_CONFIG, "forget"),))
 READER = Door(ConfigReader, open_config_reader, (Grant("kv", subjects.KV_CONFIG, "read"),))

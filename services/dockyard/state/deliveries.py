@@ -61,11 +61,15 @@ class Deliveries(SinkStatusReader, Protocol):
                             fn: Callable[[SinkStatus], SinkStatus]) -> SinkStatus:
         """Apply fn to the sink's status atomically; the status after."""
 
+    async def forget_statuses(self, app: str) -> None:
+        """Remove the status of every sink of an app (the app is destroyed)."""
+
 
 class NatsDeliveries:
     """Deliveries on the `deliveries` bucket."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: KeyValue) -> None:
+        self.js = js
         self.kv = bucket
 
     async def load(self, key: str) -> tuple[DeliveryState, int]:
@@ -86,6 +90,10 @@ class NatsDeliveries:
                                    msgspec.json.encode)
         return after
 
+    async def forget_statuses(self, app: str) -> None:
+        """Purge the status of every sink of an app."""
+        await kv.purge(self.js, self.kv, subjects.KV_DELIVERIES, f"{STATUS}.{key_part(app)}.*")
+
     async def statuses(self, app: str, sinks: Sequence[str]) -> dict[str, SinkStatus]:
         """The status of each named sink of the app (a fresh one where none is recorded)."""
         found: dict[str, SinkStatus] = {}
@@ -98,7 +106,7 @@ class NatsDeliveries:
 async def open_deliveries(js: JetStreamContext, service: str) -> Deliveries:
     """The delivery states."""
     del service
-    return NatsDeliveries(await js.key_value(subjects.KV_DELIVERIES))
+    return NatsDeliveries(js, await js.key_value(subjects.KV_DELIVERIES))
 
 
 async def open_status_reader(js: JetStreamContext, service: str) -> SinkStatusReader:

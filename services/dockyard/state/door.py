@@ -8,7 +8,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from nats.js import JetStreamContext
 
-Access = Literal["read", "write"]
+# "forget": remove keys (a destroyed app's) without reading any value: the stream's info (which
+# keys exist) and publishing to the keys, but no direct get and no consumer.
+Access = Literal["read", "write", "forget"]
 
 
 @dataclass(frozen=True)

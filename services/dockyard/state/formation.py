@@ -39,6 +39,9 @@ class FormationWriter(FormationReader, Protocol):
     async def record(self, formation: Formation) -> None:
         """Record the app's formation."""
 
+    async def forget(self, app: str) -> bool:
+        """Remove the app's formation (the app is destroyed); whether it had one."""
+
 
 _decoder = msgspec.json.Decoder(Formation)
 
@@ -57,6 +60,12 @@ class NatsFormations:
     async def record(self, formation: Formation) -> None:
         """Record the app's formation."""
         await self.kv.put(formation.app, msgspec.json.encode(formation))
+
+    async def forget(self, app: str) -> bool:
+        """Purge the app's formation (history too); whether it had one."""
+        had = (await kv.read(self.kv, app))[0] is not None
+        await self.kv.purge(app)
+        return had
 
 
 async def open_formation_writer(js: JetStreamContext, service: str) -> FormationWriter:

@@ -32,6 +32,13 @@ class HookStore(HookReader, Protocol):
         """Apply fn atomically (fn may raise to refuse); the hooks after."""
 
 
+class HookKeeper(HookStore, Protocol):
+    """Changes and forgets operator hooks (the builder, when an app is destroyed)."""
+
+    async def forget(self, app: str) -> None:
+        """Remove every operator hook of an app."""
+
+
 class NatsHookStore:
     """HookStore on the `hooks` bucket."""
 
@@ -51,9 +58,19 @@ class NatsHookStore:
                                    fn, msgspec.json.encode)
         return after
 
+    async def forget(self, app: str) -> None:
+        """Purge the app's hooks."""
+        await self.kv.purge(app)
+
 
 async def open_hook_store(js: JetStreamContext, service: str) -> HookStore:
     """Operator hooks, writable."""
+    del service
+    return NatsHookStore(await js.key_value(subjects.KV_HOOKS))
+
+
+async def open_hook_keeper(js: JetStreamContext, service: str) -> HookKeeper:
+    """Operator hooks, writable and forgettable."""
     del service
     return NatsHookStore(await js.key_value(subjects.KV_HOOKS))
 
@@ -64,4 +81,5 @@ async def open_hook_reader(js: JetStreamContext, service: str) -> HookReader:
 
 
 STORE = Door(HookStore, open_hook_store, (Grant("kv", subjects.KV_HOOKS, "write"),))
+KEEPER = Door(HookKeeper, open_hook_keeper, (Grant("kv", subjects.KV_HOOKS, "write"),))
 READER = Door(HookReader, open_hook_reader, (Grant("kv", subjects.KV_HOOKS, "read"),))

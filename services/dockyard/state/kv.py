@@ -83,6 +83,14 @@ async def history(kv: KeyValue, key: str) -> list[bytes]:
     return [e.value for e in entries if e.value and e.operation not in (KV_DEL, KV_PURGE)]
 
 
+async def purge(js: JetStreamContext, bucket: KeyValue, name: str, *patterns: str) -> list[str]:
+    """Purge every key matching the patterns (history too); the keys purged (none: a no-op)."""
+    found = [key for pattern in patterns for key in await keys(js, name, pattern)]
+    for key in found:
+        await bucket.purge(key)
+    return found
+
+
 async def keys(js: JetStreamContext, bucket: str, pattern: str = ">") -> list[str]:
     """Keys of a bucket matching a subject pattern, as the server lists them (sorted)."""
     # Asked of the stream, not a watcher: a KV watcher's "no more values" marker can come

@@ -73,6 +73,13 @@ class MaintenanceStore(MaintenanceReader, Protocol):
         """Turn the app's maintenance on or off (MaintenanceError for a bad message)."""
 
 
+class MaintenanceForgetter(Protocol):
+    """Forgets an app's maintenance flag without reading it (the builder, destroying an app)."""
+
+    async def forget(self, app: str) -> bool:
+        """Purge the app's record; whether there was one."""
+
+
 _decoder = msgspec.json.Decoder(Maintenance)
 
 
@@ -109,6 +116,10 @@ class NatsMaintenance:
             msgspec.json.encode)
         return changed[1]
 
+    async def forget(self, app: str) -> bool:
+        """Purge the app's record (history too); whether there was one."""
+        return bool(await kv.purge(self.js, self.kv, subjects.KV_MAINTENANCE, app))
+
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
         """Yields once per change of any record, for as long as the block runs."""
@@ -137,6 +148,14 @@ async def open_maintenance_reader(js: JetStreamContext, service: str) -> Mainten
     return await open_maintenance_store(js, service)
 
 
+async def open_maintenance_forgetter(js: JetStreamContext, service: str) -> MaintenanceForgetter:
+    """Maintenance, forgettable only (the builder destroying an app)."""
+    del service
+    return NatsMaintenance(js, await js.key_value(subjects.KV_MAINTENANCE))
+
+
+FORGETTER = Door(MaintenanceForgetter, open_maintenance_forgetter,
+                 (Grant("kv", subjects.KV_MAINTENANCE, "forget"),))
 STORE = Door(MaintenanceStore, open_maintenance_store,
              (Grant("kv", subjects.KV_MAINTENANCE, "write"),))
 READER = Door(MaintenanceReader, open_maintenance_reader,

@@ -52,10 +52,18 @@ class PlacementWriter(PlacementReader, Protocol):
 _decoder = msgspec.json.Decoder(Placement)
 
 
+class PlacementKeeper(PlacementWriter, Protocol):
+    """Placements the scheduler records and forgets."""
+
+    async def forget(self, app: str) -> list[int]:
+        """Remove every placement of an app; the releases whose placement was removed."""
+
+
 class NatsPlacements:
     """PlacementWriter on the `placements` bucket."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: KeyValue) -> None:
+        self.js = js
         self.kv = bucket
 
     async def get(self, app: str, release: int) -> Placement | None:
@@ -67,11 +75,16 @@ class NatsPlacements:
         """Record the instances a release's start phase started."""
         await self.kv.put(key(placement.app, placement.release), msgspec.json.encode(placement))
 
+    async def forget(self, app: str) -> list[int]:
+        """Purge every placement of an app."""
+        gone = await kv.purge(self.js, self.kv, subjects.KV_PLACEMENTS, f"{app}.*")
+        return sorted(int(name.rsplit(".", 1)[1]) for name in gone)
 
-async def open_placement_writer(js: JetStreamContext, service: str) -> PlacementWriter:
+
+async def open_placement_writer(js: JetStreamContext, service: str) -> PlacementKeeper:
     """The placements, writable (the scheduler)."""
     del service
-    return NatsPlacements(await js.key_value(subjects.KV_PLACEMENTS))
+    return NatsPlacements(js, await js.key_value(subjects.KV_PLACEMENTS))
 
 
 async def open_placement_reader(js: JetStreamContext, service: str) -> PlacementReader:
@@ -79,7 +92,7 @@ async def open_placement_reader(js: JetStreamContext, service: str) -> Placement
     return await open_placement_writer(js, service)
 
 
-WRITER = Door(PlacementWriter, open_placement_writer,
+WRITER = Door(PlacementKeeper, open_placement_writer,
               (Grant("kv", subjects.KV_PLACEMENTS, "write"),))
 READER = Door(PlacementReader, open_placement_reader,
               (Grant("kv", subjects.KV_PLACEMENTS, "read"),))

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import msgspec
 from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from dockyard.contract import subjects
@@ -26,6 +27,10 @@ class DeployQueue(Protocol):
     async def change(self, app: str, fn: Callable[[Queue], Queue]) -> tuple[Queue, Queue]:
         """Apply fn to the app's queue atomically; (before, after)."""
 
+    async def forget_if_empty(self, app: str) -> bool:
+        """Purge the app's queue key if no deploy waits in it (the app is destroyed); whether
+        it is gone (a deploy that queued meanwhile keeps it)."""
+
 
 class NatsDeployQueue:
     """DeployQueue on the `queue` bucket, one key per app."""
@@ -43,6 +48,19 @@ class NatsDeployQueue:
         return await kv.change(self.kv, subjects.KV_QUEUE, app,
                                lambda raw: _decoder.decode(raw) if raw else Queue(), fn,
                                msgspec.json.encode)
+
+    async def forget_if_empty(self, app: str) -> bool:
+        """Purge the app's queue key if no deploy waits in it (compare-and-delete)."""
+        raw, revision = await kv.read(self.kv, app)
+        if raw is None:
+            return True
+        if _decoder.decode(raw).entries:
+            return False
+        try:
+            await self.kv.delete(app, last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
 
 async def open_queue(js: JetStreamContext, service: str) -> DeployQueue:

@@ -33,8 +33,9 @@ DOORS: tuple[Door[Any], ...] = (
     config.READER, routes.WRITER, routes.READER, queue.DOOR, releases.DOOR, hooks.STORE,
     hooks.READER, sinks.STORE, sinks.READER, deliveries.DOOR, deliveries.STATUS_READER,
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
-    placements.READER, maintenance.STORE, maintenance.READER, inflight.WRITER,
-    inflight.TIMEOUTS, formation.WRITER, formation.READER,
+    placements.READER, maintenance.STORE, maintenance.READER, maintenance.FORGETTER,
+    inflight.WRITER, inflight.TIMEOUTS, formation.WRITER, formation.READER, hooks.KEEPER,
+    sinks.FORGETTER, sources.KEEPER, builds.KEEPER, config.FORGETTER,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 

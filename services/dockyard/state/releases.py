@@ -22,11 +22,15 @@ class ReleaseNumbers(Protocol):
     async def allocate(self, app: str, deployment_id: str) -> int:
         """The deployment's release number (the same one again on redelivery)."""
 
+    async def forget(self, app: str) -> None:
+        """Forget the app's numbering: its next deploy is v1 again (the app is destroyed)."""
+
 
 class NatsReleaseNumbers:
     """ReleaseNumbers on the `releases` bucket."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: KeyValue) -> None:
+        self.js = js
         self.kv = bucket
 
     async def allocate(self, app: str, deployment_id: str) -> int:
@@ -41,11 +45,15 @@ class NatsReleaseNumbers:
         await self.kv.put(given, str(number).encode())
         return number
 
+    async def forget(self, app: str) -> None:
+        """Purge the app's counter and the numbers given to its deployments."""
+        await kv.purge(self.js, self.kv, subjects.KV_RELEASES, f"{app}.>", app)
+
 
 async def open_release_numbers(js: JetStreamContext, service: str) -> ReleaseNumbers:
     """The release counters."""
     del service
-    return NatsReleaseNumbers(await js.key_value(subjects.KV_RELEASES))
+    return NatsReleaseNumbers(js, await js.key_value(subjects.KV_RELEASES))
 
 
 DOOR = Door(ReleaseNumbers, open_release_numbers, (Grant("kv", subjects.KV_RELEASES, "write"),))

@@ -60,6 +60,9 @@ class RouteWriter(RouteReader, Protocol):
     async def clear_pending(self, app: str) -> None:
         """The app's first deploy ended."""
 
+    async def forget(self, app: str) -> list[str]:
+        """Purge the app's live record (its history too) and pending mark; the keys purged."""
+
     def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
         """Yields once per change of any record (made by any router instance)."""
 
@@ -117,6 +120,11 @@ class NatsRoutes:
         raw, _ = await kv.read(self.kv, pending_key(app))
         if raw is not None:
             await self.kv.delete(pending_key(app))
+
+    async def forget(self, app: str) -> list[str]:
+        """Purge the app's live record (its history too) and pending mark; the keys purged."""
+        return await kv.purge(self.js, self.kv, subjects.KV_ROUTES, live_key(app),
+                              pending_key(app))
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[AsyncIterator[None]]:

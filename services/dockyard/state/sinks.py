@@ -31,10 +31,18 @@ class SinkStore(SinkReader, Protocol):
         """Apply fn atomically (fn may raise to refuse); the sinks after."""
 
 
+class SinkForgetter(Protocol):
+    """Forgets an app's sinks without reading them (the builder, destroying an app)."""
+
+    async def forget(self, app: str) -> bool:
+        """Remove every sink of an app; whether it had any."""
+
+
 class NatsSinkStore:
     """SinkStore on the `sinks` bucket."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: KeyValue) -> None:
+        self.js = js
         self.kv = bucket
 
     async def load(self, app: str) -> Sinks:
@@ -49,11 +57,21 @@ class NatsSinkStore:
                                    msgspec.json.encode)
         return after
 
+    async def forget(self, app: str) -> bool:
+        """Purge the app's sinks; whether it had any."""
+        return bool(await kv.purge(self.js, self.kv, subjects.KV_SINKS, app))
+
 
 async def open_sink_store(js: JetStreamContext, service: str) -> SinkStore:
     """Sinks, writable."""
     del service
-    return NatsSinkStore(await js.key_value(subjects.KV_SINKS))
+    return NatsSinkStore(js, await js.key_value(subjects.KV_SINKS))
+
+
+async def open_sink_forgetter(js: JetStreamContext, service: str) -> SinkForgetter:
+    """Sinks, forgettable only (no sink, secret or URL is read through this door)."""
+    del service
+    return NatsSinkStore(js, await js.key_value(subjects.KV_SINKS))
 
 
 async def open_sink_reader(js: JetStreamContext, service: str) -> SinkReader:
@@ -62,4 +80,5 @@ async def open_sink_reader(js: JetStreamContext, service: str) -> SinkReader:
 
 
 STORE = Door(SinkStore, open_sink_store, (Grant("kv", subjects.KV_SINKS, "write"),))
+FORGETTER = Door(SinkForgetter, open_sink_forgetter, (Grant("kv", subjects.KV_SINKS, "forget"),))
 READER = Door(SinkReader, open_sink_reader, (Grant("kv", subjects.KV_SINKS, "read"),))

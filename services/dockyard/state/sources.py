@@ -3,6 +3,8 @@ so a builder on any host can read them."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +43,28 @@ class SourceUploads(Protocol):
         """Store a deployment's archive; its object name."""
 
 
+class SourceKeeper(SourceReader, Protocol):
+    """Reads and forgets uploaded archives (the builder)."""
+
+    async def forget(self, app: str, keep: Collection[str] = ()) -> int:
+        """Delete every uploaded archive of an app but those named in keep; how many."""
+
+
+async def forget_objects(store: ObjectStore, prefix: str, keep: Collection[str] = ()) -> int:
+    """Delete every object whose name starts with prefix, but those in keep; how many."""
+    try:
+        infos = await store.list(ignore_deletes=True)
+    except NotFoundError:  # an empty store
+        return 0
+    gone = 0
+    for info in infos:
+        if info.name.startswith(prefix) and not info.deleted and info.name not in keep:
+            with contextlib.suppress(ObjectNotFoundError, ObjectDeletedError, NotFoundError):
+                await store.delete(info.name)
+                gone += 1
+    return gone
+
+
 class NatsSources:
     """Source archives in the `sources` object store."""
 
@@ -63,9 +87,19 @@ class NatsSources:
         await self.store.put(name, data)
         return name
 
+    async def forget(self, app: str, keep: Collection[str] = ()) -> int:
+        """Delete every uploaded archive of an app but those named in keep."""
+        return await forget_objects(self.store, f"{app}/", keep)
+
 
 async def open_source_reader(js: JetStreamContext, service: str) -> SourceReader:
     """Source archives, read-only."""
+    del service
+    return NatsSources(await js.object_store(subjects.OBJ_SOURCES))
+
+
+async def open_source_keeper(js: JetStreamContext, service: str) -> SourceKeeper:
+    """Source archives, readable and deletable."""
     del service
     return NatsSources(await js.object_store(subjects.OBJ_SOURCES))
 
@@ -77,5 +111,6 @@ async def open_source_uploads(js: JetStreamContext, service: str) -> SourceUploa
 
 
 READER = Door(SourceReader, open_source_reader, (Grant("obj", subjects.OBJ_SOURCES, "read"),))
+KEEPER = Door(SourceKeeper, open_source_keeper, (Grant("obj", subjects.OBJ_SOURCES, "write"),))
 UPLOADS = Door(SourceUploads, open_source_uploads,
                (Grant("obj", subjects.OBJ_SOURCES, "write"),))

@@ -23,6 +23,11 @@ from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
     DeploySucceeded,
+    DestroyFailed,
+    DestroyStarted,
+    DestroyStopped,
+    DestroySucceeded,
+    DestroyUnrouted,
     Event,
     FailureData,
     HookStarted,
@@ -62,6 +67,7 @@ _TERMINAL = (DeploySucceeded, DeployFailed)
 _NOTIFICATIONS = (NotificationAttempted, NotificationDelivered, NotificationFailed)
 _SCALE = (ScalePlaced, TrafficScaled, ScaleSucceeded, ScaleFailed)
 _ABORTED = type_of(DeployAborted)
+_DESTROY = (DestroyStarted, DestroyStopped, DestroyUnrouted, DestroySucceeded, DestroyFailed)
 
 
 def utc(value: datetime) -> datetime:
@@ -118,6 +124,10 @@ def apply_event(session: Session, event: Event[Any]) -> bool:
             _rescaled(session, event)
         elif isinstance(event, ScaleSucceeded):
             _retire(session, event.data.stopped)
+    if isinstance(event, _DESTROY):
+        # A destroy is no deployment: only its events are kept, and its end forgets the app.
+        if isinstance(event, DestroySucceeded):
+            forget_app(session, event.subject)
         return True
     _app(session, event.subject, t)
     dep = _deployment(session, event, t)
@@ -136,6 +146,26 @@ def apply_event(session: Session, event: Event[Any]) -> bool:
     elif isinstance(event, (CommandStarted, CommandFinished)):
         _hook_run(session, event, t)
     return True
+
+
+def forget_app(session: Session, app: str) -> None:
+    """Delete every record of an app: it, its releases, deployments, hook runs, instances,
+    route, deliveries and events; a destroy's own events stay (the record that it was)."""
+    deployments = [d.id for d in session.exec(select(Deployment).where(Deployment.app == app))]
+    for chunk in range(0, len(deployments), 500):
+        for run in session.exec(select(HookRun).where(
+                col(HookRun.deployment_id).in_(deployments[chunk:chunk + 500]))):
+            session.delete(run)
+    kept = [type_of(cls) for cls in _DESTROY]
+    for model in (Release, Deployment, Instance, Delivery):
+        for row in session.exec(select(model).where(model.app == app)):
+            session.delete(row)
+    for row in session.exec(select(AppliedEvent).where(
+            AppliedEvent.app == app, col(AppliedEvent.type).not_in(kept))):
+        session.delete(row)
+    for one in (session.get(Route, app), session.get(App, app)):
+        if one is not None:
+            session.delete(one)
 
 
 def project(store: Store, event: Event[Any]) -> bool:

@@ -122,6 +122,21 @@ def get_app(store: Store, name: str) -> Row:
                 "instances": [instance_row(i) for i in running]}
 
 
+def has_app(store: Store, name: str) -> bool:
+    """Whether the records know the app (it has deployments)."""
+    with store.session() as s:
+        return s.get(App, name) is not None
+
+
+def unfinished_deployments(store: Store, app: str) -> list[str]:
+    """The app's deployments that are queued or running, oldest first."""
+    with store.session() as s:
+        query = (select(Deployment).where(Deployment.app == app,
+                                          col(Deployment.finished_at).is_(None))
+                 .order_by(col(Deployment.created_at), col(Deployment.id)))
+        return [d.id for d in s.exec(query)]
+
+
 def list_deployments(store: Store, app: str, limit: int = 50) -> list[Row]:
     """An app's deployments, newest first."""
     with store.session() as s:
