@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from dockyard.contract.events import DeploySucceeded
 from tests.e2e.api_support import client, until
@@ -108,18 +107,11 @@ async def test_scale_up_down_restart_and_a_later_deploy_keep_every_request_answe
           "deploy: 0 failed")
 
 
-def process_only(running: Running) -> Running:
-    """The stack, for a test the runtime plays no part in (run once, on the process runtime)."""
-    if running.runtime != "process":
-        pytest.skip("checked on the process runtime; the runtime plays no part")
-    return running
-
-
 async def test_bad_scale_requests_are_one_line_and_exit_2(running: Running,
                                                           tmp_path: Path) -> None:
-    stack = process_only(running)
+    stack = running
     app = stack.app_name("sclbad")
-    first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1"))
+    first = await deploy(stack, app, make_app(tmp_path / "v1", stack.runtime, "v1"))
     assert isinstance(first.end, DeploySucceeded), first.end
     for args, problem in [
         (["scale", app, "web"], "expected PROCESS=COUNT"),
@@ -140,9 +132,9 @@ async def test_bad_scale_requests_are_one_line_and_exit_2(running: Running,
 
 async def test_the_api_scales_web_to_0_and_back_and_restarts(running: Running,
                                                              tmp_path: Path) -> None:
-    stack = process_only(running)
+    stack = running
     app = stack.app_name("sclapi")
-    first = await deploy(stack, app, make_app(tmp_path / "v1", "process", "v1",
+    first = await deploy(stack, app, make_app(tmp_path / "v1", stack.runtime, "v1",
                                               toml=FAST_DRAIN))
     assert isinstance(first.end, DeploySucceeded), first.end
     async with client(stack) as http:
