@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,17 @@ from dockyard.bus.recorded import ProcessRecord
 
 
 def sleeper() -> subprocess.Popen[bytes]:
-    """A process in its own session, as nats-server and Caddy run."""
-    return subprocess.Popen(["sleep", "60"], start_new_session=True)
+    """A process in its own session, as nats-server and Caddy run, once its arguments show.
+
+    Popen returns when the child's exec has begun; its /proc cmdline is empty until the kernel
+    has set the new program's arguments up, a moment later (on a busy machine, long enough
+    for a check to read it empty)."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while recorded.command_line(proc.pid) != ["sleep", "60"]:
+        assert time.monotonic() < deadline, "sleep never showed its arguments"
+        time.sleep(0.01)
+    return proc
 
 
 def test_a_pid_with_its_start_time_names_one_process() -> None:
