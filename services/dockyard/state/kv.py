@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
@@ -98,3 +99,20 @@ async def keys(js: JetStreamContext, bucket: str, pattern: str = ">") -> list[st
     prefix = subject_prefix(bucket)
     info = await js.stream_info(stream_of(bucket), subjects_filter=f"{prefix}{pattern}")
     return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {}))
+
+
+@contextlib.asynccontextmanager
+async def changes(bucket: KeyValue) -> AsyncIterator[AsyncIterator[None]]:
+    """Yields once per change of any key of the bucket, for as long as the block runs."""
+    watcher = await bucket.watchall(include_history=False)
+
+    async def ticks() -> AsyncIterator[None]:
+        async for entry in watcher:
+            if entry is not None:
+                yield None
+
+    try:
+        yield ticks()
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]

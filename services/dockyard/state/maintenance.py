@@ -120,21 +120,9 @@ class NatsMaintenance:
         """Purge the app's record (history too); whether there was one."""
         return bool(await kv.purge(self.js, self.kv, subjects.KV_MAINTENANCE, app))
 
-    @contextlib.asynccontextmanager
-    async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
+    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
         """Yields once per change of any record, for as long as the block runs."""
-        watcher = await self.kv.watchall(include_history=False)
-
-        async def ticks() -> AsyncIterator[None]:
-            async for entry in watcher:
-                if entry is not None:
-                    yield None
-
-        try:
-            yield ticks()
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        return kv.changes(self.kv)
 
 
 async def open_maintenance_store(js: JetStreamContext, service: str) -> MaintenanceStore:

@@ -126,21 +126,9 @@ class NatsRoutes:
         return await kv.purge(self.js, self.kv, subjects.KV_ROUTES, live_key(app),
                               pending_key(app))
 
-    @contextlib.asynccontextmanager
-    async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
+    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
         """Yields once per change of any record, for as long as the block runs."""
-        watcher = await self.kv.watchall(include_history=False)
-
-        async def ticks() -> AsyncIterator[None]:
-            async for entry in watcher:
-                if entry is not None:
-                    yield None
-
-        try:
-            yield ticks()
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        return kv.changes(self.kv)
 
 
 async def open_route_writer(js: JetStreamContext, service: str) -> RouteWriter:
