@@ -205,8 +205,9 @@ async def test_bad_names_are_dead_lettered_once_and_hold_nothing(attacked: Attac
     queued = make(DeployQueued, app="x>", deployment_id=GOOD, source=marker)
     await builder.publish(subjects.event(app, "deploy", "queued"), codec.encode(queued))
 
-    expected = {"builder": 5, "hook-runner": 1, "router": 1, "api": 2, "notifier": 2}
-    durables = {"builder": (subjects.STREAM_COMMANDS, "builder-deploy"),
+    # The builder reads the commands and (its watchdog) every event: 5 bad commands, 2 events.
+    expected = {"builder": 7, "hook-runner": 1, "router": 1, "api": 2, "notifier": 2}
+    durables = {"builder": (subjects.STREAM_EVENTS, "builder-all"),
                 "hook-runner": (subjects.STREAM_EVENTS, "hook-runner-build-succeeded"),
                 "router": (subjects.STREAM_EVENTS, "router-deploy-queued"),
                 "api": (subjects.STREAM_EVENTS, "api-all"),
@@ -219,6 +220,9 @@ async def test_bad_names_are_dead_lettered_once_and_hold_nothing(attacked: Attac
         await until(enough, f"{count} dead letters from {service}")
         await until(lambda service=service: settled(running, *durables[service]),  # type: ignore[misc]
                     f"{service} acked everything")
+        if service == "builder":
+            await until(lambda: settled(running, subjects.STREAM_COMMANDS, "builder-deploy"),
+                        "the builder acked every command")
         found = await letters(running, service, marker)
         assert len(found) == count, (service, [lt.reason for lt in found])
         assert all(lt.deliveries == 1 and lt.reason.startswith("rejected: invalid ")
