@@ -97,10 +97,14 @@ async def test_router_decides_switches_on_hook_succeeded_alone(running: Running)
         if info.config.durable_name and info.config.durable_name.startswith("router"):
             filters.add(info.config.filter_subject)
     assert subjects.events_of("hook", "succeeded") in filters
-    # The others only mark a first deploy's host 503 and clear it; none can switch traffic.
+    # The others only mark a first deploy's host 503 and clear it, reroute the live release to
+    # the instances a scale placed (checked against the scheduler's placement), or unroute a
+    # destroyed app: none can switch traffic to another release.
     assert filters <= {subjects.events_of("hook", "succeeded"),
                        subjects.events_of("deploy", "queued"),
-                       subjects.events_of("deploy", "failed")}
+                       subjects.events_of("deploy", "failed"),
+                       subjects.events_of("scale", "placed"),
+                       subjects.events_of("destroy", "started")}
 
 
 async def test_garbage_goes_to_the_dead_letters_and_the_next_deploy_works(
