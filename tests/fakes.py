@@ -87,6 +87,15 @@ class FakeLocks:
             raise LockLost(app, current)
         self.refreshed += 1
 
+    async def renew(self, app: str, deployment_id: str) -> bool:
+        current = self.held.get(app)
+        if current is None:
+            return False
+        if current != deployment_id:
+            raise LockLost(app, current)
+        self.refreshed += 1
+        return True
+
     async def release(self, app: str, deployment_id: str) -> None:
         if self.held.get(app) == deployment_id:
             del self.held[app]

@@ -190,8 +190,20 @@ async def test_the_record_follows_the_events_and_goes_at_the_end() -> None:
 async def test_in_time_the_lock_is_renewed_between_phases() -> None:
     b = Builders()
     await b.all[0].on_event(released())
+    assert await b.locks.acquire(APP, DEP)
+    refreshed = b.locks.refreshed
     await b.all[0].look(datetime.now(UTC))
-    assert b.locks.held == {APP: DEP}
+    assert b.locks.held == {APP: DEP} and b.locks.refreshed == refreshed + 1
+    assert b.ended() == []
+
+
+async def test_a_lock_released_at_the_end_is_not_taken_again_by_a_look() -> None:
+    """The scheduler released the lock at the deploy's end before the builder read that end:
+    a look in between must not take the lock again (it lingered for a lease: seen in CI)."""
+    b = Builders()
+    await b.all[0].on_event(released())
+    await b.all[0].look(datetime.now(UTC))
+    assert b.locks.held == {}
     assert b.ended() == []
 
 

@@ -183,7 +183,9 @@ class Builder:
         verdict = await self.doors.inflight.timed_out(record.deployment_id)
         if verdict is None and not watchdog.late(record, now):
             try:
-                await self.doors.locks.refresh(record.app, record.deployment_id)
+                # Renewed only while held: a lock released at the deploy's end (the builder may
+                # not have read that end yet) is never taken again here.
+                await self.doors.locks.renew(record.app, record.deployment_id)
             except LockLost as exc:
                 verdict = watchdog.timed_out(record, lost_to=exc.holder)
             else:

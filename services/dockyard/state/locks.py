@@ -42,6 +42,10 @@ class AppLocks(Protocol):
     async def refresh(self, app: str, deployment_id: str) -> None:
         """Renew the lease (re-take it if it lapsed); LockLost if another holds it."""
 
+    async def renew(self, app: str, deployment_id: str) -> bool:
+        """Renew the lease only if this deployment holds it now (never re-take a lock that was
+        released or lapsed); False when nobody holds it; LockLost if another does."""
+
     async def release(self, app: str, deployment_id: str) -> None:
         """Give the lock up, if this deployment holds it."""
 
@@ -79,6 +83,21 @@ class NatsAppLocks:
             current = await self.holder(app)
             if current != deployment_id:
                 raise LockLost(app, current)
+
+    async def renew(self, app: str, deployment_id: str) -> bool:
+        """Renew the lease only if this deployment holds it now; False when nobody holds it
+        (released at the deploy's end, or lapsed); LockLost if another does."""
+        value, revision = await kv.read(self.kv, app)
+        if value is None:
+            return False
+        if value.decode() != deployment_id:
+            raise LockLost(app, value.decode())
+        if await kv.write(self.kv, app, deployment_id.encode(), revision):
+            return True
+        current = await self.holder(app)
+        if current is not None and current != deployment_id:
+            raise LockLost(app, current)
+        return current == deployment_id
 
     async def release(self, app: str, deployment_id: str) -> None:
         """Give the lock up, if this deployment holds it."""
