@@ -17,7 +17,6 @@ from dockyard.bus.embedded import free_port
 from dockyard.bus.service import SERVICES, connect
 from dockyard.client import DockyardClient
 from dockyard.runtime.apptree import remove_tree
-from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
 from dockyard.stack import Stack, start_stack
@@ -93,9 +92,8 @@ async def stop_running(running: Running) -> None:
         for app in _apps(running):
             for ref in await rt.list_instances(app):
                 await rt.stop_instance(ref, 1.0)
-        if isinstance(rt, ProcessRuntime):
-            for app in _apps(running):
-                await rt.remove_app(app)  # its tree and its user
+        for app in _apps(running):
+            await rt.remove_app(app)  # its tree and its user, or its images and network
     finally:
         await runtimes.close()
         await running.stack.stop()

@@ -224,16 +224,25 @@ class DockerRuntime:
                 all=True, filters=json.dumps(dc.label_filters({dc.LABEL_APP: app}))):
             await self._remove(container)
             removed.append(f"container {container.id[:12]}")
-        images = await self.docker.images.list(filters={"label": [f"{dc.LABEL_APP}={app}"]})
-        for image in images:
-            try:
-                await self.docker.images.delete(str(image["Id"]), force=True)
-            except DockerError as exc:
-                if exc.status != 404:
-                    raise
-                continue
-            tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
-            removed.append(f"image {tags[0] if tags else str(image['Id'])[:19]}")
+        # A parent image cannot go while a child (a predeploy's commit) exists: children go
+        # first, so a few passes remove a chain of any order the engine lists it in.
+        for _ in range(8):
+            images = await self.docker.images.list(
+                filters={"label": [f"{dc.LABEL_APP}={app}"]})
+            blocked = False
+            for image in images:
+                try:
+                    await self.docker.images.delete(str(image["Id"]), force=True)
+                except DockerError as exc:
+                    if exc.status == 409:  # it has a child: the next pass
+                        blocked = True
+                    elif exc.status != 404:
+                        raise
+                    continue
+                tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+                removed.append(f"image {tags[0] if tags else str(image['Id'])[:19]}")
+            if not blocked:
+                break
         networks = await self.docker.networks.list(
             filters={"label": [f"{dc.LABEL_APP}={app}"]})
         await self._release_network(app)

@@ -1,0 +1,181 @@
+"""What the suite left behind: processes, containers, images, networks, volumes and files.
+
+A snapshot is taken before the first test and compared after the last one. Whatever is new and
+still there is removed (the machine is left clean) and reported; in CI the report fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Images the tests build once and keep on purpose, by tag: building them costs minutes (the
+# README's "Tests" section says so). Everything else an engine holds after the suite is new.
+KEPT_IMAGES = ("dockyard-test/", "dockyard-base/")
+# Container processes belong to the engine's shims; containers are checked as containers.
+ENGINE = ("containerd-shim", "containerd-shim-runc-v2", "dockerd", "containerd", "runc")
+SETTLE = 10.0  # seconds to let a process that is being stopped go before it counts
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    start: int  # clock ticks since boot: (pid, start) names one process even if pids recycle
+    state: str
+    comm: str
+    cmdline: str
+
+
+def _read_proc(pid: int) -> Proc | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    rest = stat[stat.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state), rest[1] field 4 (ppid), rest[19] field 22 (starttime).
+    cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip() or f"[{comm}]"
+    return Proc(pid=pid, ppid=int(rest[1]), start=int(rest[19]), state=rest[0], comm=comm,
+                cmdline=cmdline)
+
+
+def processes() -> dict[int, Proc]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (proc := _read_proc(int(entry))) is not None:
+            found[proc.pid] = proc
+    return found
+
+
+def new_processes(before: set[tuple[int, int]], me: int) -> list[Proc]:
+    """Processes started during the suite that the suite owns: still pytest's descendants, or
+    orphans (re-parented to init). A pre-existing daemon's children (a database's backends, a
+    cron job) are not the suite's; neither are the engine's container processes."""
+    now = processes()
+
+    def ancestry(proc: Proc) -> list[Proc]:
+        chain = [proc]
+        while (parent := now.get(chain[-1].ppid)) is not None and len(chain) < 64:
+            chain.append(parent)
+        return chain
+
+    left = []
+    for proc in now.values():
+        if (proc.pid, proc.start) in before or proc.pid == me or proc.state == "Z":
+            continue
+        if proc.pid == 2 or proc.ppid == 2:  # kernel threads
+            continue
+        chain = ancestry(proc)
+        if any(p.comm in ENGINE for p in chain):
+            continue
+        ours = any(p.pid == me for p in chain[1:])
+        # The first ancestor that existed before the suite: init means the process was orphaned.
+        elder = next((p for p in chain[1:] if (p.pid, p.start) in before), None)
+        if ours or (elder is not None and elder.pid == 1):
+            left.append(proc)
+    return left
+
+
+def _docker(*args: str) -> list[str]:
+    try:
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _engine() -> dict[str, set[str]]:
+    return {
+        "container": set(_docker("ps", "-a", "--no-trunc", "--format",
+                                 "{{.ID}} {{.Names}} {{.Image}} {{.Status}}")),
+        "image": {line for line in _docker("images", "--no-trunc", "--format",
+                                           "{{.ID}} {{.Repository}}:{{.Tag}}")
+                  if not line.split(" ", 1)[1].startswith(KEPT_IMAGES)},
+        "network": set(_docker("network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}")),
+        "volume": set(_docker("volume", "ls", "--format", "{{.Name}}")),
+    }
+
+
+def _remove(kind: str, lines: set[str]) -> None:
+    ids = sorted(line.split(" ", 1)[0] for line in lines)
+    if not ids:
+        return
+    command = {"container": ("rm", "-f"), "image": ("rmi", "-f"),
+               "network": ("network", "rm"), "volume": ("volume", "rm", "-f")}[kind]
+    _docker(*command, *ids)
+
+
+def _entries(directory: Path) -> set[str]:
+    try:
+        return set(os.listdir(directory))
+    except OSError:
+        return set()
+
+
+def _untracked() -> set[str]:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {line[3:] for line in out.splitlines() if line.startswith("??")}
+
+
+@dataclass
+class Snapshot:
+    """What the machine held before the suite."""
+
+    processes: set[tuple[int, int]]
+    engine: dict[str, set[str]]
+    tmp: set[str]
+    home: set[str]
+    repo: set[str]
+    basetemp: Path
+    found: list[str] = field(default_factory=list)
+
+    @classmethod
+    def take(cls, basetemp: Path) -> Snapshot:
+        return cls(processes={(p.pid, p.start) for p in processes().values()},
+                   engine=_engine(), tmp=_entries(Path(tempfile.gettempdir())),
+                   home=_entries(Path.home()), repo=_untracked(), basetemp=basetemp)
+
+    def check(self, wait: Callable[[float], None] = time.sleep,
+              settle: float = SETTLE) -> list[str]:
+        """Everything new since the snapshot, each line naming one leftover; removed as found."""
+        report: list[str] = []
+        me = os.getpid()
+        deadline = time.monotonic() + settle
+        while (procs := new_processes(self.processes, me)) and time.monotonic() < deadline:
+            wait(0.2)  # a process being stopped by the last teardown: let it go first
+        for proc in procs:
+            report.append(f"process {proc.pid} ({proc.comm}), parent {proc.ppid}: "
+                          f"{proc.cmdline[:300]}")
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        engine = _engine()
+        for kind in ("container", "image", "network", "volume"):
+            new = engine[kind] - self.engine[kind]
+            report += [f"{kind} {line}" for line in sorted(new)]
+            _remove(kind, new)
+        tmp = Path(tempfile.gettempdir())
+        ours = self.basetemp.parent if self.basetemp.parent != tmp else self.basetemp
+        for name in sorted(_entries(tmp) - self.tmp):
+            if tmp / name != ours:
+                report.append(f"file {tmp / name}")
+        report += [f"file {Path.home() / name}" for name in sorted(_entries(Path.home())
+                                                                   - self.home)]
+        report += [f"file {REPO / name}" for name in sorted(_untracked() - self.repo)]
+        return report
