@@ -34,6 +34,7 @@ from dockyard.runtime.process import (
     ProcessRuntime,
     instance_env,
     instance_id,
+    instances_dir,
     oneoff_env,
     oneoff_run_dir,
     parse_proc_stat,
@@ -43,7 +44,7 @@ from dockyard.runtime.process import (
     shell_argv,
 )
 from dockyard.runtime.runs import split_lines
-from dockyard.runtime.shim import STATUS_FILE
+from dockyard.runtime.shim import PID_FILE, STATUS_FILE
 from dockyard.runtime.users import user_name
 from tests.runtime.process_support import (
     IS_ROOT,
@@ -530,6 +531,40 @@ async def test_instance_serves_survives_a_runtime_restart_and_stops_its_whole_tr
     assert await restarted.list_instances(APP) == []
     await restarted.stop_instance(ref, grace=5)  # idempotent
     await rt.stop_instance(ref, grace=5)
+
+
+class _KilledHere(BaseException):
+    """The scheduler dying at one line (a SIGKILL): nothing after it runs."""
+
+
+async def test_an_instance_launched_by_a_scheduler_killed_before_recording_it_is_adopted(
+        rt: ProcessRuntime, artifact: str, mark: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the long chaos run: the scheduler died between the shim's launch and the record;
+    # the redelivered start made a second instance and the first ran on, untracked.
+    spec = instance(artifact, f"exec {PY} -m http.server --bind 127.0.0.1 $PORT", mark)
+    real_write = ProcessRuntime._write
+
+    def die(self: ProcessRuntime, rec: object) -> None:
+        raise _KilledHere
+
+    monkeypatch.setattr(ProcessRuntime, "_write", die)
+    with pytest.raises(_KilledHere):
+        await rt.start_instance(spec)
+    monkeypatch.setattr(ProcessRuntime, "_write", real_write)
+    assert await until(lambda: len(marked_processes(mark)) == 1)
+    folder = instances_dir(rt.root, APP)
+    assert await until(lambda: any(folder.glob(f"*.run/{PID_FILE}")))  # the shim runs it
+
+    restarted = again(rt)  # the restarted scheduler, asked for the same slot again
+    [listed] = await restarted.list_instances(APP)
+    ref = await restarted.start_instance(spec)
+    assert ref == listed, "the launched instance was not adopted: a second one was started"
+    assert len(marked_processes(mark)) == 1
+    await wait_healthy(ref.host, ref.port or 0, Health(path="/", timeout=20),
+                       lambda: restarted.is_alive(ref))
+    await restarted.stop_instance(ref, grace=5)
+    assert await until(lambda: marked_processes(mark) == [], within=5)
+    assert await restarted.list_instances(APP) == []
 
 
 async def test_instance_ignoring_sigterm_is_killed_after_grace(

@@ -56,6 +56,7 @@ from dockyard.runtime.shim import (
     SPEC_FILE,
     ShimSpec,
     ShimStatus,
+    write_atomic,
 )
 from dockyard.runtime.users import remove_user, uid_of, user_name
 
@@ -70,6 +71,7 @@ PREDEPLOY_MARK = "-predeploy-"
 EARLY_EXIT = 0.3  # an instance that dies this fast (once its command started) never started
 START_WAIT = 15.0  # how long a shim may take to start its command
 START_TAIL = 20
+INTENT_FILE = "intent.json"  # an instance launched but not yet recorded
 STOP_SLACK = 5.0  # past the grace, how long a shim may take to end its tree before SIGKILL
 BUILD_GRACE = 10.0
 OUTPUT_POLL = 0.25  # how often a followed instance output file is looked at for more
@@ -676,14 +678,20 @@ class ProcessRuntime:
                 instance_env(spec.env, port, self._host(tree)),
                 self._release_env(spec.app, spec.artifact), artifact),
             logfile, logfile, timeout=None, kill_grace=INSTANCE_GRACE))
-        proc = await runs.launch(run_dir, None)
-        state = proc_state(proc.pid)
-        record = InstanceRecord(
+        intent = InstanceRecord(
             id=id_, app=spec.app, process=spec.process, index=spec.index, release=spec.release,
             deployment_id=spec.deployment_id, artifact=str(artifact), command=spec.command,
-            pid=proc.pid, pgid=proc.pid, port=port, started_at=datetime.now(UTC),
-            proc_start=state[1] if state else None, log=str(logfile), run_dir=str(run_dir))
+            pid=0, pgid=0, port=port, started_at=datetime.now(UTC), log=str(logfile),
+            run_dir=str(run_dir))
+        # Written before the launch: a scheduler killed between the launch and the record
+        # leaves the shim findable (and adopted by the next look), never untracked.
+        write_atomic(run_dir / INTENT_FILE, msgspec.json.encode(intent))
+        proc = await runs.launch(run_dir, None)
+        state = proc_state(proc.pid)
+        record = msgspec.structs.replace(intent, pid=proc.pid, pgid=proc.pid,
+                                         proc_start=state[1] if state else None)
         self._write(record)  # before anything can fail: a crash here must not lose the process
+        (run_dir / INTENT_FILE).unlink(missing_ok=True)  # noqa: ASYNC240 (the record took over)
         self._procs[id_] = proc
         try:
             await self._until_started(run_dir, proc)
@@ -799,6 +807,7 @@ class ProcessRuntime:
 
     def _records(self, app: str) -> list[InstanceRecord]:
         folder = instances_dir(self.root, app)
+        self._adopt(folder)
         out = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
@@ -817,6 +826,33 @@ class ProcessRuntime:
             with contextlib.suppress(OSError, msgspec.DecodeError):
                 return msgspec.json.decode(path.read_bytes(), type=InstanceRecord)
         return None
+
+    def _adopt(self, folder: Path) -> None:
+        """Give a record to each instance whose scheduler died between launching its shim and
+        recording it (its run dir holds the intent, no record names it): the live shim is
+        adopted as it is; a run whose shim never started, or is gone, is removed."""
+        for intent_path in folder.glob(f"*.run/{INTENT_FILE}") if folder.is_dir() else []:
+            run_dir = intent_path.parent
+            try:
+                intent = msgspec.json.decode(intent_path.read_bytes(), type=InstanceRecord)
+            except (OSError, msgspec.DecodeError):
+                continue
+            if record_path(self.root, intent.app, intent.id).exists():
+                continue  # recorded (or being recorded by a live launcher)
+            shim = runs.read_pid(run_dir)
+            if shim is None:
+                age = time.time() - intent.started_at.timestamp()
+                if age > START_WAIT + STOP_SLACK:  # a launch in progress is younger than that
+                    runs.remove_run(run_dir)
+                continue
+            adopted = msgspec.structs.replace(intent, pid=shim.pid, pgid=shim.pid,
+                                              proc_start=shim.start)
+            if record_alive(adopted):
+                logger.warning("untracked instance adopted", app=intent.app, instance=intent.id,
+                               pid=shim.pid)
+                self._write(adopted)
+            else:
+                runs.remove_run(run_dir)
 
     def _write(self, rec: InstanceRecord) -> None:
         path = record_path(self.root, rec.app, rec.id)
