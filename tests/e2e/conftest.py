@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from tests.docker_support import ensure_test_image, require_docker
 
 RUNTIMES = ["process", "docker"]
 _names = itertools.count(1)
+# Apps of two suites sharing one engine (a developer's run beside CI's) must never share a name:
+# their images, containers and networks are found by the app's label.
+_SUITE = secrets.token_hex(2)
 
 
 @dataclass
@@ -41,7 +45,7 @@ class Running:
 
     def app_name(self, stem: str) -> str:
         """A fresh app name for one test (remembered, so its instances are stopped at the end)."""
-        name = f"{stem}-{self.runtime[0]}{next(_names)}"
+        name = f"{stem}-{self.runtime[0]}{_SUITE}{next(_names)}"
         self.apps.add(name)
         return name
 

@@ -10,13 +10,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from dockyard.builder.watchdog import EVERY
 from dockyard.bus.service import SERVICES
 from dockyard.client import Followers
 from dockyard.contract.events import AnyEvent, DeployFailed, DeploySucceeded
 from dockyard.state.locks import LEASE
 from tests.e2e.apps import get, make_app
-from tests.e2e.conftest import Running, start_running, stop_running
+from tests.e2e.conftest import RUNTIMES, Running, start_running, stop_running
 from tests.e2e.test_restart import ACK_WAIT, kill, spawn
 
 HEALTH = 5.0
@@ -24,10 +26,10 @@ MARGIN = 10.0
 TOML = f'[health]\ntimeout = "{HEALTH:g}s"\n'
 
 
-async def _stack(tmp_path: Path, **overrides: object) -> Running:
+async def _stack(tmp_path: Path, runtime: str = "process", **overrides: object) -> Running:
     """The stack with the scheduler left out: the test runs it as its own process."""
     others = tuple(s for s in SERVICES if s != "scheduler")
-    return await start_running(tmp_path, "process", services=others, ack_wait=ACK_WAIT,
+    return await start_running(tmp_path, runtime, services=others, ack_wait=ACK_WAIT,
                                **overrides)
 
 
@@ -64,18 +66,19 @@ class Seen:
         return await asyncio.wait_for(seen(), within)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_deploy_whose_scheduler_never_comes_back_ends_as_timeout(
-        tmp_path: Path) -> None:
-    running = await _stack(tmp_path, phase_margin=MARGIN)
+        tmp_path: Path, runtime: str) -> None:
+    running = await _stack(tmp_path, runtime, phase_margin=MARGIN)
     procs = [spawn("scheduler", running)]
     try:
         app = running.app_name("watched")
-        first = await running.client.deploy(app, make_app(tmp_path / "v1", "process", "v1",
+        first = await running.client.deploy(app, make_app(tmp_path / "v1", runtime, "v1",
                                                           toml=TOML), Followers(), wait=120)
         assert isinstance(first, DeploySucceeded), first
 
         # v2's web is slow to listen; the scheduler is killed as it starts it, for good.
-        src2 = make_app(tmp_path / "v2", "process", "v2", toml=TOML)
+        src2 = make_app(tmp_path / "v2", runtime, "v2", toml=TOML)
         procfile = (src2 / "Procfile").read_text().replace("web: ", "web: sleep 300; ", 1)
         (src2 / "Procfile").write_text(procfile)
         seen2, seen3 = Seen(), Seen()
@@ -90,7 +93,7 @@ async def test_a_deploy_whose_scheduler_never_comes_back_ends_as_timeout(
         killed_at = await seen2.wait_for("dockyard.start.started", 90)
         # A third deploy queues behind it.
         third = asyncio.create_task(running.client.deploy(
-            app, make_app(tmp_path / "v3", "process", "v3", toml=TOML),
+            app, make_app(tmp_path / "v3", runtime, "v3", toml=TOML),
             Followers(on_event=seen3.on_event), wait=180))
 
         ended = await second
