@@ -43,6 +43,22 @@ def require_docker() -> None:
     pytest.skip(f"no Docker engine answers on {where} (and CI is unset, so this is not a failure)")
 
 
+def require_swarm() -> None:
+    """The engine must be a Swarm manager (`docker swarm init`, as .ci/run does): a skip that
+    says so when CI is unset, a failure when it is set."""
+    require_docker()
+    proc = subprocess.run(["docker", "info", "--format",
+                           "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if proc.stdout.split() == ["active", "true"]:
+        return
+    why = ("the Docker engine is not a Swarm manager (run `docker swarm init "
+           f"--advertise-addr 127.0.0.1`); it says {proc.stdout.strip() or proc.stderr.strip()!r}")
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {why}", pytrace=False)
+    pytest.skip(f"{why} (and CI is unset, so this is not a failure)")
+
+
 def ensure_test_image() -> str:
     """Build dockyard-test/busybox:latest once (infra/test-image/build.sh); returns its name."""
     global _image_built

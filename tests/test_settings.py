@@ -61,7 +61,8 @@ def test_overrides_from_flags_win_and_none_is_no_override(tmp_path: Path) -> Non
     ({"DOCKYARD_HTTP_PORT": "eighty"}, "DOCKYARD_HTTP_PORT must be a whole number, got 'eighty'"),
     ({"DOCKYARD_API_PORT": "1.5"}, "DOCKYARD_API_PORT must be a whole number, got '1.5'"),
     ({"DOCKYARD_KILL_GRACE": "soon"}, "DOCKYARD_KILL_GRACE must be a number of seconds"),
-    ({"DOCKYARD_RUNTIME": "podman"}, "runtime must be auto, docker or process, got 'podman'"),
+    ({"DOCKYARD_RUNTIME": "podman"},
+     "runtime must be auto, docker, process or swarm, got 'podman'"),
     # Negative, endless or not-a-number waits: a hot loop or a wait forever, never meant.
     ({"DOCKYARD_ACK_WAIT": "-3"}, "DOCKYARD_ACK_WAIT must be a positive number of seconds"),
     ({"DOCKYARD_ACK_WAIT": "0"}, "DOCKYARD_ACK_WAIT must be a positive number of seconds"),

@@ -129,6 +129,9 @@ class Settings:
     python_image: str = "python:{version}-slim"
     node_image: str = "node:{version}-slim"
     static_image: str = "python:3-slim"
+    # The swarm runtime: the node addresses the router may send requests to (Swarm publishes a
+    # web task's port on the node it placed the task on).
+    swarm_hosts: tuple[str, ...] = ("127.0.0.1",)
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
     @classmethod
@@ -175,15 +178,17 @@ class Settings:
             python_image=env.get("DOCKYARD_PYTHON_IMAGE") or "python:{version}-slim",
             node_image=env.get("DOCKYARD_NODE_IMAGE") or "node:{version}-slim",
             static_image=env.get("DOCKYARD_STATIC_IMAGE") or "python:3-slim",
+            swarm_hosts=tuple(h.strip() for h in (env.get("DOCKYARD_SWARM_HOSTS")
+                                                  or "127.0.0.1").split(",") if h.strip()),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         for key in ("data_dir", "nats_keys", "apps_dir"):
             if key in clean:
                 clean[key] = Path(str(clean[key])).absolute()
         settings = replace(settings, **clean)  # type: ignore[arg-type]
-        if settings.runtime not in ("auto", "docker", "process"):
+        if settings.runtime not in ("auto", "docker", "process", "swarm"):
             raise SettingsError(
-                f"runtime must be auto, docker or process, got {settings.runtime!r}")
+                f"runtime must be auto, docker, process or swarm, got {settings.runtime!r}")
         for limit in ("queue_limit", "archive_max_bytes", "archive_max_entries",
                       "archive_max_path", "archive_max_depth", "log_max_bytes"):
             if getattr(settings, limit) < 1:

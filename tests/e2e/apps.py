@@ -18,7 +18,7 @@ def make_app(root: Path, runtime: str, version: str, *, release: str | None = No
     root.mkdir(parents=True, exist_ok=True)
     (root / "www").mkdir(exist_ok=True)
     (root / "www" / "index.html").write_text(f"app {version}\n")
-    if runtime == "docker":
+    if runtime in ("docker", "swarm"):  # an image, built from the Dockerfile
         (root / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nCOPY . /app\nWORKDIR /app\n")
         web = "exec busybox httpd -f -p $PORT -h www"
     else:

@@ -21,9 +21,11 @@ from dockyard.runtime.apptree import remove_tree
 from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
 from dockyard.stack import Stack, start_stack
-from tests.docker_support import ensure_test_image, require_docker
+from tests.docker_support import ensure_test_image, require_docker, require_swarm
 
 RUNTIMES = ["process", "docker"]
+# Runtimes whose apps are images built from a Dockerfile (tests/e2e/apps.py makes one).
+CONTAINER_RUNTIMES = ("docker", "swarm")
 _names = itertools.count(1)
 # Apps of two suites sharing one engine (a developer's run beside CI's) must never share a name:
 # their images, containers and networks are found by the app's label.
@@ -69,8 +71,8 @@ class Running:
 async def start_running(tmp: Path, runtime: str, services: tuple[str, ...] = SERVICES,
                         **overrides: object) -> Running:
     """Start a stack with short drain and kill grace, on a free HTTP port."""
-    if runtime == "docker":
-        require_docker()
+    if runtime in CONTAINER_RUNTIMES:
+        require_swarm() if runtime == "swarm" else require_docker()
         ensure_test_image()
     port = free_port()
     # The apps' trees must be reachable by the apps' own users (process runtime as root):
@@ -111,10 +113,17 @@ def _apps(running: Running) -> set[str]:
     return names
 
 
+async def module_stack(request: pytest.FixtureRequest,
+                       tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """A stack on the runtime the fixture's param names, for a whole module."""
+    r = await start_running(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param)
+    yield r
+    await stop_running(r)
+
+
 @pytest.fixture(scope="module", params=RUNTIMES)
 async def running(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     """One stack per test module and runtime."""
-    r = await start_running(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param)
-    yield r
-    await stop_running(r)
+    async for r in module_stack(request, tmp_path_factory):
+        yield r

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dockyard.contract.events import (
     CommandFinished,
@@ -18,7 +20,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
 )
 from tests.e2e.apps import get, make_app
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import RUNTIMES, Running, module_stack
 from tests.e2e.phase_support import (
     Seen,
     api_deployment,
@@ -64,6 +66,14 @@ command = "echo on-failure-ran"
 
 def _done(label: str) -> str:
     return rf"----- {label}: exit code 0 in \d+\.\ds -----"
+
+
+@pytest.fixture(scope="module", params=[*RUNTIMES, "swarm"])
+async def running(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """The phases on every runtime: Swarm's (instances and one-offs as Swarm services) too."""
+    async for r in module_stack(request, tmp_path_factory):
+        yield r
 
 
 async def test_every_phase_runs_in_order_under_its_heading(running: Running,

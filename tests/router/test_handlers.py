@@ -4,9 +4,10 @@ refused), then against a real Caddy and the session's real nats-server (what is 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,10 +372,22 @@ async def gate(bus: Bus) -> Gate:
                 placements=await open_placement_writer(bus.js, "scheduler"))
 
 
+_DATA_DIRS: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_data_dirs() -> Iterator[None]:
+    """The routers' data dirs go with the test that made them."""
+    yield
+    while _DATA_DIRS:
+        shutil.rmtree(_DATA_DIRS.pop(), ignore_errors=True)
+
+
 def make_router(admin: CaddyAdmin, doors: RouterDoors, broker: NatsBroker,
                 http_port: int) -> Router:
     # The router keeps its upstream files under the data dir: a fresh one per router.
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="router-test-")), http_port=http_port)
+    _DATA_DIRS.append(Path(tempfile.mkdtemp(prefix="router-test-")))
+    settings = Settings(data_dir=_DATA_DIRS[-1], http_port=http_port)
     return Router(admin=admin, doors=doors,
                   emitter=Emitter(broker, SERVICE.name, SERVICE.publishes), settings=settings,
                   log=LOG)

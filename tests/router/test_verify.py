@@ -19,7 +19,13 @@ from dockyard.router.errors import (
     PlacementMismatch,
     Unverified,
 )
-from dockyard.router.verify import Verified, checked_envelope, verified_switch, web_instances
+from dockyard.router.verify import (
+    Verified,
+    checked_envelope,
+    runtime_hosts,
+    verified_switch,
+    web_instances,
+)
 from dockyard.state.placements import Placement
 from tests.events import make
 
@@ -124,6 +130,19 @@ def test_an_instance_off_the_runtimes_host() -> None:
     event = genuine(remote)
     error = refused(event, event, placed(remote))
     assert isinstance(error, ForeignHost) and "10.0.0.5" in str(error)
+
+
+def test_a_swarm_instance_is_routed_only_on_the_nodes_configured() -> None:
+    on_node = msgspec.structs.replace(WEB, host="10.0.0.5")
+    event = genuine(on_node)
+    swarm = msgspec.structs.replace(event, data=msgspec.structs.replace(
+        event.data, spec=msgspec.structs.replace(spec(), runtime="swarm")))
+    hosts = runtime_hosts(("10.0.0.5", "10.0.0.6"))
+    assert verified_switch(swarm, SUBJECT, swarm, placed(on_node), hosts).instances == [on_node]
+    # The same node is no host of the docker runtime's, nor of a swarm on other nodes.
+    assert isinstance(refused(event, event, placed(on_node)), ForeignHost)
+    with pytest.raises(ForeignHost, match="10.0.0.5.*10.0.0.7"):
+        verified_switch(swarm, SUBJECT, swarm, placed(on_node), runtime_hosts(("10.0.0.7",)))
 
 
 def test_an_unknown_runtime_has_no_host_of_its_own() -> None:

@@ -199,7 +199,7 @@ def deploy(
     path: Annotated[Path, typer.Argument(help="The app's source directory.")],
     data_dir: DataDir = None,
     runtime: Annotated[str | None, typer.Option(
-        help="docker or process (default: the stack's).")] = None,
+        help="docker, process or swarm (default: the stack's).")] = None,
     timeout: Annotated[float | None, typer.Option(
         help="Stop following after N seconds (exit 2; the deploy goes on).")] = None,
     cancel_on_interrupt: Annotated[bool, typer.Option(
@@ -212,8 +212,8 @@ def deploy(
         fail(f"{path} is not a directory")
     if timeout is not None and timeout <= 0:
         fail(f"--timeout must be more than 0 seconds, got {timeout:g}")
-    if runtime is not None and runtime not in ("docker", "process"):
-        fail(f"--runtime must be docker or process, got {runtime!r}")
+    if runtime is not None and runtime not in ("docker", "process", "swarm"):
+        fail(f"--runtime must be docker, process or swarm, got {runtime!r}")
     raise typer.Exit(run(with_client(settings, lambda c: follow_deploy(
         c, app, path, runtime=runtime, follow_for=timeout,
         cancel_on_interrupt=cancel_on_interrupt))))

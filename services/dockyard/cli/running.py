@@ -117,7 +117,7 @@ async def _runtime_said(asked: str) -> str:
 def up(
     data_dir: DataDir = None,
     http_port: Annotated[int | None, typer.Option(help="Port the apps answer on.")] = None,
-    runtime: Annotated[str | None, typer.Option(help="auto, docker or process.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="auto, docker, process or swarm.")] = None,
 ) -> None:
     """Start the embedded bus, the proxy and one of each service (Ctrl-C stops them; the apps'
     instances keep running)."""

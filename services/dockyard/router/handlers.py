@@ -54,6 +54,7 @@ from dockyard.router.routes import upstreams as route_upstreams
 from dockyard.router.verify import (
     POSTDEPLOY_STEP,
     checked_envelope,
+    runtime_hosts,
     verified_scale,
     verified_switch,
 )
@@ -81,6 +82,7 @@ class Router:
         self.timeouts = doors.timeouts
         self.emitter = emitter
         self.domain = settings.domain
+        self.hosts = runtime_hosts(settings.swarm_hosts)  # where each runtime's instances are
         self.listen = join_host_port(settings.http_host, settings.http_port)
         self.admin_listen = admin_listen(admin.url)
         self.log = log
@@ -172,7 +174,7 @@ class Router:
             verdict = await self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP)
             placement = await self.placements.get(event.app, event.release)
             try:
-                verified = verified_switch(event, subject, verdict, placement)
+                verified = verified_switch(event, subject, verdict, placement, self.hosts)
             except Unverified as exc:
                 _refuse(log, exc)
             decision = decide_switch(verified, live.get(event.app))
@@ -216,7 +218,7 @@ class Router:
             placement = await self.placements.get(event.app, event.release)
             current = live.get(event.app)
             try:
-                routed = verified_scale(event, subject, current, placement)
+                routed = verified_scale(event, subject, current, placement, self.hosts)
             except Unverified as exc:
                 _refuse(log, exc)
             if current is None or current.instances != routed.instances:

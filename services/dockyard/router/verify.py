@@ -7,6 +7,7 @@ runtime's own host. What is routed is taken from those records, not from the eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -27,8 +28,15 @@ from dockyard.state.placements import Placement
 
 # The step under which the hook-runner records its postdeploy outcome (before publishing it).
 POSTDEPLOY_STEP = "postdeploy-phase"
-# The host each runtime publishes instance ports on: both bind loopback only.
-RUNTIME_HOSTS: dict[str, str] = {"process": "127.0.0.1", "docker": "127.0.0.1"}
+# The hosts each runtime publishes instance ports on: process and docker bind loopback only;
+# swarm's are its nodes' addresses (DOCKYARD_SWARM_HOSTS, loopback for a single node).
+RUNTIME_HOSTS: Mapping[str, tuple[str, ...]] = {
+    "process": ("127.0.0.1",), "docker": ("127.0.0.1",), "swarm": ("127.0.0.1",)}
+
+
+def runtime_hosts(swarm_hosts: tuple[str, ...]) -> Mapping[str, tuple[str, ...]]:
+    """RUNTIME_HOSTS with the swarm's nodes as configured."""
+    return {**RUNTIME_HOSTS, "swarm": swarm_hosts}
 MAX_PORT = 65535
 
 
@@ -67,7 +75,8 @@ def _described(instances: list[InstanceRef]) -> str:
 
 
 def verified_switch(event: HookSucceeded, subject: str, verdict: AnyEvent | None,
-                    placement: Placement | None) -> Verified:
+                    placement: Placement | None,
+                    hosts: Mapping[str, tuple[str, ...]] = RUNTIME_HOSTS) -> Verified:
     """What a hook.succeeded may switch to, given the hook-runner's recorded postdeploy outcome
     and the scheduler's recorded placement of the release; raises Unverified otherwise."""
     app = checked_envelope(event, subject)
@@ -100,26 +109,27 @@ def verified_switch(event: HookSucceeded, subject: str, verdict: AnyEvent | None
     if event.data != verdict.data:
         raise NoVerdict(app, deployment_id,
                         "the event's spec differs from the recorded postdeploy outcome's")
-    _check_hosts(app, deployment_id, event.data.spec.runtime, placed)
+    _check_hosts(app, deployment_id, event.data.spec.runtime, placed, hosts)
     return Verified(app=app, deployment_id=deployment_id, release=release,
                     spec=verdict.data.spec, instances=list(placement.instances))
 
 
-def _check_hosts(app: str, deployment_id: str, runtime: str,
-                 placed: list[InstanceRef]) -> None:
-    host = RUNTIME_HOSTS.get(runtime)
+def _check_hosts(app: str, deployment_id: str, runtime: str, placed: list[InstanceRef],
+                 hosts: Mapping[str, tuple[str, ...]]) -> None:
+    own = hosts.get(runtime, ())
     for instance in placed:
-        if host is None or instance.host != host:
+        if instance.host not in own:
             raise ForeignHost(app, deployment_id,
                               f"instance {instance.id} is on host {instance.host!r}, not on "
-                              f"runtime {runtime!r}'s own ({host or 'none'})")
+                              f"runtime {runtime!r}'s own ({', '.join(own) or 'none'})")
         if instance.port is not None and not 0 < instance.port <= MAX_PORT:
             raise ForeignHost(app, deployment_id,
                               f"instance {instance.id} has port {instance.port}")
 
 
 def verified_scale(event: ScalePlaced, subject: str, live: LiveRelease | None,
-                   placement: Placement | None) -> LiveRelease:
+                   placement: Placement | None,
+                   hosts: Mapping[str, tuple[str, ...]] = RUNTIME_HOSTS) -> LiveRelease:
     """The live record a scale.placed may route to: the app's live release with the instances
     the scheduler recorded for it by this very operation; raises Unverified otherwise."""
     app = checked_envelope(event, subject)
@@ -138,5 +148,5 @@ def verified_scale(event: ScalePlaced, subject: str, live: LiveRelease | None,
         raise PlacementMismatch(app, operation,
                                 f"the event routes to [{_described(claimed)}], the scheduler "
                                 f"placed [{_described(placed)}]")
-    _check_hosts(app, operation, live.spec.runtime, placed)
+    _check_hosts(app, operation, live.spec.runtime, placed, hosts)
     return msgspec.structs.replace(live, instances=list(placement.instances))

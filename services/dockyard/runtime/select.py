@@ -10,8 +10,11 @@ from dockyard.settings import Settings
 log = structlog.get_logger()
 
 
+RUNTIMES = ("docker", "process", "swarm")
+
+
 class UnknownRuntimeError(ValueError):
-    """A runtime name that is neither docker nor process."""
+    """A runtime name that is none of RUNTIMES."""
 
 
 async def resolve(name: str) -> str:
@@ -22,8 +25,8 @@ async def resolve(name: str) -> str:
         chosen = "docker" if await docker_available() else "process"
         log.info("runtime chosen", runtime=chosen, asked="auto")
         return chosen
-    if name not in ("docker", "process"):
-        raise UnknownRuntimeError(f"unknown runtime {name!r}: use auto, docker or process")
+    if name not in RUNTIMES:
+        raise UnknownRuntimeError(f"unknown runtime {name!r}: use auto, {', '.join(RUNTIMES)}")
     return name
 
 
@@ -53,12 +56,14 @@ class Runtimes:
                     self.settings.data_dir / "process", self.settings.apps_root,
                     pids_limit=self.settings.pids_limit, data_dir=self.settings.data_dir,
                     python_dirs=self.settings.python_dirs)
-            elif name == "docker":
+            elif name in ("docker", "swarm"):
                 from dockyard.runtime.docker import DockerRuntime
                 from dockyard.runtime.docker_config import Confinement
                 from dockyard.runtime.generated import BaseImages
+                from dockyard.runtime.swarm import SwarmRuntime
 
-                self._made[name] = DockerRuntime(confinement=Confinement(
+                kind = SwarmRuntime if name == "swarm" else DockerRuntime
+                self._made[name] = kind(confinement=Confinement(
                     cap_add=self.settings.cap_add, pids_limit=self.settings.pids_limit),
                     images=BaseImages(python=self.settings.python_image,
                                       node=self.settings.node_image,
