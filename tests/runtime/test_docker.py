@@ -311,13 +311,17 @@ async def test_a_restarted_runner_attaches_to_the_running_oneoff(
 
 async def test_a_restarted_runner_takes_the_exit_code_of_an_ended_oneoff(
         runtime: DockerRuntime, engine: aiodocker.Docker, app: str, base_image: str) -> None:
-    s = spec(app, base_image, "sleep 0.5; echo finished; exit 3")
+    # It ends when told (not after a fixed time a loaded machine may outlast before the test
+    # has seen it run): the runner is gone by then, so nobody removes the ended container.
+    s = spec(app, base_image, "trap 'echo finished; exit 3' USR1; while :; do sleep 0.05; done")
     first = asyncio.create_task(runtime.run_oneoff(s, Lines()))
     ids = await _wait_running(engine, s)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
-    await engine.containers.container(ids[0]).wait()
+    container = engine.containers.container(ids[0])
+    await container.kill(signal="USR1")
+    await container.wait()
 
     log = Lines()
     result = await runtime.run_oneoff(s, log)

@@ -337,16 +337,10 @@ class DockerRuntime:
 
     async def _pump(self, container: DockerContainer, log: LogSink, stream: str) -> None:
         """Follow one output stream of a container (from its start) into the log, by lines."""
-        pending = ""
         chunks: AsyncIterator[str] = container.log(
             stdout=stream == "out", stderr=stream == "err", follow=True)
-        async for chunk in chunks:
-            pending += chunk
-            *lines, pending = pending.split("\n")
-            for text in lines:
-                await log.line(text, stream)
-        if pending:
-            await log.line(pending, stream)
+        async for text in output.chunk_lines(chunks):
+            await log.line(text, stream)
 
     async def _drain(self, pumps: list[asyncio.Task[None]]) -> None:
         """Let the log followers deliver what the ended container wrote last."""
@@ -495,16 +489,10 @@ class DockerRuntime:
         if after:
             params["since"] = str(after // 1_000_000_000)
         container = self.docker.containers.container(ref.id)
-        pending = ""
         chunks: AsyncIterator[str] = container.log(stdout=True, stderr=True, follow=True,
                                                    **params)
-        async for chunk in chunks:
-            pending += chunk
-            *lines, pending = pending.split("\n")
-            for raw in lines:
-                found = output.docker_line(raw)
-                if found is not None and found[0] > after:
-                    yield OutputLine(text=found[1], cursor=str(found[0]))
+        async for line in output.timed_lines(chunks, after):
+            yield line
 
     async def list_instances(self, app: str) -> list[InstanceRef]:
         """The app's running instance containers, found by their labels."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,3 +70,23 @@ def docker_line(raw: str) -> tuple[int, str] | None:
         return None
     nanos = int((fraction + "000000000")[:9]) if fraction.isdigit() else 0
     return int(seconds.timestamp()) * 1_000_000_000 + nanos, text.rstrip("\r")
+
+
+async def chunk_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The whole lines of a stream of text chunks (an engine's log), the last one unended too."""
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
+
+
+async def timed_lines(chunks: AsyncIterator[str], after: int) -> AsyncIterator[OutputLine]:
+    """An engine log with timestamps, by lines written after `after` (ns since the epoch)."""
+    async for raw in chunk_lines(chunks):
+        found = docker_line(raw)
+        if found is not None and found[0] > after:
+            yield OutputLine(text=found[1], cursor=str(found[0]))

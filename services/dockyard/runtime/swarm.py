@@ -215,16 +215,10 @@ class SwarmRuntime(DockerRuntime):
                             cursor: str | None = None) -> AsyncIterator[OutputLine]:
         """The service's log by lines, after the time (ns since the epoch) `cursor` names."""
         after = output.file_cursor(cursor)
-        pending = ""
         chunks = await self._log_stream(ref.id, stdout=True, stderr=True,
                                         since=after // 1_000_000_000)
-        async for chunk in chunks:
-            pending += chunk
-            *lines, pending = pending.split("\n")
-            for raw in lines:
-                found = output.docker_line(raw)
-                if found is not None and found[0] > after:
-                    yield OutputLine(text=found[1], cursor=str(found[0]))
+        async for line in output.timed_lines(chunks, after):
+            yield line
 
     async def _logs(self, service_id: str, **params: Any) -> list[str]:  # noqa: ANN401
         """A service's log so far, as the chunks the engine sent."""
@@ -297,14 +291,10 @@ class SwarmRuntime(DockerRuntime):
     async def _pump_service(self, service_id: str, log: LogSink, stream: str,
                             seen: dict[str, int]) -> None:
         """Follow one output stream of a job's task into the log, by lines."""
-        pending = ""
         chunks = await self._log_stream(service_id, stdout=stream == "out",
                                         stderr=stream == "err")
-        async for chunk in chunks:
-            pending += chunk
-            *lines, pending = pending.split("\n")
-            for raw in lines:
-                await self._give(raw, log, stream, seen)
+        async for raw in output.chunk_lines(chunks):
+            await self._give(raw, log, stream, seen)
 
     async def _catch_up(self, service_id: str, log: LogSink, stream: str,
                         seen: dict[str, int]) -> None:
