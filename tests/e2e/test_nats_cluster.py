@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -76,9 +75,11 @@ async def test_a_node_killed_mid_postdeploy_loses_no_deploy_and_reruns_no_hook(
     running: Running | None = None
     try:
         # One DOCKYARD_NATS_URL naming the three nodes, and DOCKYARD_BUS_REPLICAS=3.
-        bus = {"nats_url": cluster.url, "nats_keys": cluster.keys_dir, "bus_replicas": REPLICAS}
-        await provision_when_ready(replace(Settings(data_dir=tmp_path / "data"), **bus))
-        running = await start_running(tmp_path, "process", ack_wait=3.0, **bus)
+        await provision_when_ready(Settings.from_env(
+            env={}, data_dir=tmp_path / "data", nats_url=cluster.url, nats_keys=cluster.keys_dir,
+            bus_replicas=REPLICAS))
+        running = await start_running(tmp_path, "process", ack_wait=3.0, nats_url=cluster.url,
+                                      nats_keys=cluster.keys_dir, bus_replicas=REPLICAS)
         app = running.app_name("clustered")
         killed: int | None = None
 
