@@ -89,6 +89,16 @@ def failures(answers: list[str], ok: set[str]) -> list[str]:
     return [a for a in answers if a not in ok]
 
 
+async def serves(port: int, app: str, version: str) -> bool:
+    """Whether the proxy answers the app's host with `make_app`'s page of that version."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        try:
+            page = await http.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{app}.localhost"})
+        except httpx.HTTPError:
+            return False
+    return page.status_code == 200 and page.text == f"app {version}\n"
+
+
 def ledger_hook(ledger: Path, what: str, seconds: float = 0.0, gate: Path | None = None) -> str:
     """A command that appends start and end lines to the ledger (under flock), `seconds` apart,
     or only once the gate file exists."""

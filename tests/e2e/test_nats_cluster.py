@@ -9,7 +9,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
 
@@ -23,21 +22,17 @@ from tests.cluster_support import provision_when_ready
 from tests.e2e.apps import make_app
 from tests.e2e.conftest import Running, start_running, stop_running
 from tests.e2e.phase_support import assert_lock_free
-from tests.e2e.recovery_support import check_ledger, ledger_hook, until, until_async
+from tests.e2e.recovery_support import (
+    check_ledger,
+    ledger_hook,
+    serves,
+    until,
+    until_async,
+)
 from tests.runtime.process_support import reachable_tmp, remove
 
 REPLICAS = 3
 WAIT = 60.0
-
-
-async def _serves(running: Running, app: str, version: str) -> bool:
-    async with httpx.AsyncClient(timeout=2) as http:
-        try:
-            page = await http.get(f"http://127.0.0.1:{running.port}/",
-                                  headers={"Host": f"{app}.localhost"})
-        except httpx.HTTPError:
-            return False
-    return page.status_code == 200 and page.text == f"app {version}\n"
 
 
 async def _leader_of_events(running: Running, cluster: LocalCluster) -> int:
@@ -105,13 +100,18 @@ async def test_a_node_killed_mid_postdeploy_loses_no_deploy_and_reruns_no_hook(
             finally:
                 await client.close()
             assert isinstance(end, DeploySucceeded), (k, end)
-            await until_async(lambda: _serves(running, app, f"v{k}"), 10)
+            await until_async(lambda: serves(running.port, app, f"v{k}"), 10)
             await assert_lock_free(running, app)
             check_ledger(ledger.read_text().splitlines())
 
         await deploy(1)
         await deploy(2, kill=True)
         assert killed is not None
+        # Every service's connection is up, on a node that runs (those on the killed one moved).
+        for service in running.stack.services:
+            nc = service.ctx.nc
+            assert nc.is_connected and nc.connected_url is not None, service.ctx.name
+            assert nc.connected_url.port != cluster.ports[killed], service.ctx.name
         await deploy(3)  # on the two nodes left
         await asyncio.to_thread(cluster.start, killed)
         await deploy(4)  # the node back
