@@ -13,6 +13,7 @@ import nats
 import pytest
 
 from dockyard.bus.cluster import LocalCluster, start_cluster
+from dockyard.bus.topology import stream_names
 from dockyard.client import ClientError, DockyardClient, Followers
 from dockyard.contract import subjects
 from dockyard.contract.events import DeploySucceeded
@@ -75,6 +76,9 @@ async def test_a_node_killed_mid_postdeploy_loses_no_deploy_and_reruns_no_hook(
             bus_replicas=REPLICAS))
         running = await start_running(tmp_path, "process", ack_wait=3.0, nats_url=cluster.url,
                                       nats_keys=cluster.keys_dir, bus_replicas=REPLICAS)
+        admin = await running.js_as("admin")
+        for stream in stream_names():  # streams, buckets and object stores alike
+            assert (await admin.stream_info(stream)).config.num_replicas == REPLICAS, stream
         app = running.app_name("clustered")
         killed: int | None = None
 
