@@ -83,6 +83,11 @@ def test_overrides_from_flags_win_and_none_is_no_override(tmp_path: Path) -> Non
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "grpc://collector:4317"},
      "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL"),
     ({"DOCKYARD_OTLP_ENDPOINT": "http:///v1"}, "DOCKYARD_OTLP_ENDPOINT must be an http://"),
+    ({"DOCKYARD_BUS_REPLICAS": "0"}, "DOCKYARD_BUS_REPLICAS must be 1 to 5, got 0"),
+    ({"DOCKYARD_BUS_REPLICAS": "6"}, "DOCKYARD_BUS_REPLICAS must be 1 to 5, got 6"),
+    ({"DOCKYARD_NATS_URL": "n1:4222"}, "DOCKYARD_NATS_URL must be nats://HOST:PORT"),
+    ({"DOCKYARD_NATS_URL": "nats://u:secret@n1:4222"}, "with no credentials in them"),
+    ({"DOCKYARD_NATS_URL": " , "}, "DOCKYARD_NATS_URL names no server"),
 ])
 def test_a_value_that_cannot_be_used_is_refused_naming_it(env: dict[str, str],
                                                           message: str) -> None:
@@ -105,6 +110,17 @@ def test_metrics_and_tracing_are_off_unless_asked_for() -> None:
     s = Settings.from_env({"DOCKYARD_OTLP_ENDPOINT": "https://mine:4318/",
                            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318"})
     assert s.otlp_endpoint == "https://mine:4318/"
+
+
+def test_a_cluster_is_several_urls_and_three_replicas() -> None:
+    s = Settings.from_env({})
+    assert s.bus_replicas == 1
+    s = Settings.from_env({"DOCKYARD_NATS_URL": "nats://n1:4222, nats://n2:4222,nats://n3:4222",
+                           "DOCKYARD_BUS_REPLICAS": "3"})
+    assert s.bus_servers() == ["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"]
+    assert s.bus_replicas == 3
+    assert Settings.from_env({"DOCKYARD_NATS_URL": "tls://h:4222"}).bus_servers() == [
+        "tls://h:4222"]
 
 
 def test_no_bus_found_says_how_to_get_one(tmp_path: Path) -> None:

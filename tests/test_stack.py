@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -116,3 +117,12 @@ async def test_an_adopted_bus_takes_the_identities_of_today(settings: Settings) 
         await client.close()
     finally:
         await stack.stop()
+
+
+async def test_replicas_without_a_cluster_are_refused_before_anything_starts(
+        settings: Settings) -> None:
+    """DOCKYARD_BUS_REPLICAS=3 with the embedded (single) bus: one clear error, no server."""
+    with pytest.raises(StackError, match="DOCKYARD_BUS_REPLICAS=3 needs a NATS cluster"):
+        await start_stack(replace(settings, bus_replicas=3))
+    assert processes_of("nats-server", settings.data_dir) == []
+    assert read_url(settings.data_dir) is None

@@ -198,8 +198,9 @@ class DockyardClient:
         except BusAuthError as exc:
             raise ClientError(str(exc)) from None
         try:
-            nc = await nats.connect(url, name="dockyard-cli", max_reconnect_attempts=2,
-                                    connect_timeout=5, error_cb=_quiet, **credentials.options())
+            nc = await nats.connect(settings.bus_servers(), name="dockyard-cli",
+                                    max_reconnect_attempts=2, connect_timeout=5, error_cb=_quiet,
+                                    **credentials.options())
         except (nats.errors.NoServersError, OSError) as exc:
             raise ClientError(f"cannot reach the bus at {url}: {exc}") from exc
         except nats.errors.Error as exc:  # the server refused the identity

@@ -8,6 +8,9 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+# NATS JetStream keeps at most 5 copies of a stream.
+MAX_BUS_REPLICAS = 5
+
 # The routes bucket keeps 16 versions of an app's live record (bus/topology.py): a release
 # leaving the kept ones must still be in that history for its artifacts to be removed.
 MAX_KEEP_RELEASES = 15
@@ -83,6 +86,21 @@ def _http_url(env: dict[str, str], *names: str) -> str:
     return ""
 
 
+def bus_servers(url: str) -> list[str]:
+    """The server URLs of DOCKYARD_NATS_URL: one, or several comma-separated (a cluster's nodes:
+    a client connects to any and fails over to the others)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    for server in servers:
+        scheme, sep, rest = server.partition("://")
+        if not sep or scheme not in ("nats", "tls") or not rest or "@" in rest:
+            raise SettingsError(
+                "DOCKYARD_NATS_URL must be nats://HOST:PORT, or several separated by commas, "
+                f"with no credentials in them (identities are seed files), got {server!r}")
+    if not servers:
+        raise SettingsError(f"DOCKYARD_NATS_URL names no server: {url!r}")
+    return servers
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a service or the CLI needs to know about where it runs."""
@@ -91,6 +109,9 @@ class Settings:
     nats_url: str = ""
     # Where the bus identities' seed files (<identity>.nk) are: default <data_dir>/bus.
     nats_keys: Path | None = None
+    # Copies of every stream, bucket and object store when the bus is provisioned (3 in a
+    # 3-node cluster, so each survives the loss of a node).
+    bus_replicas: int = 1
     runtime: str = "auto"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -145,6 +166,7 @@ class Settings:
             nats_url=env.get("DOCKYARD_NATS_URL", ""),
             nats_keys=Path(env["DOCKYARD_NATS_KEYS"]).absolute()
             if env.get("DOCKYARD_NATS_KEYS") else None,
+            bus_replicas=_int(env, "DOCKYARD_BUS_REPLICAS", 1),
             runtime=runtime,
             http_host=env.get("DOCKYARD_HTTP_HOST") or "127.0.0.1",
             http_port=_int(env, "DOCKYARD_HTTP_PORT", 8080),
@@ -196,6 +218,11 @@ class Settings:
         if not 1 <= settings.keep_releases <= MAX_KEEP_RELEASES:
             raise SettingsError(f"DOCKYARD_KEEP_RELEASES must be 1 to {MAX_KEEP_RELEASES}, got "
                                 f"{settings.keep_releases}")
+        if not 1 <= settings.bus_replicas <= MAX_BUS_REPLICAS:
+            raise SettingsError(f"DOCKYARD_BUS_REPLICAS must be 1 to {MAX_BUS_REPLICAS}, got "
+                                f"{settings.bus_replicas}")
+        if settings.nats_url:
+            bus_servers(settings.nats_url)
         if settings.pids_limit < 1:
             raise SettingsError(
                 f"DOCKYARD_PIDS_LIMIT must be at least 1, got {settings.pids_limit}")
@@ -217,6 +244,10 @@ class Settings:
                 "exist (start one with `dockyard up`, or run from the directory where it runs)"
             )
         return url
+
+    def bus_servers(self) -> list[str]:
+        """Every server URL of the bus (bus_url() split at its commas)."""
+        return bus_servers(self.bus_url())
 
     @property
     def metrics_listen(self) -> tuple[str, int] | None:

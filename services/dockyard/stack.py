@@ -69,19 +69,21 @@ async def _quiet(exc: Exception) -> None:
     """nats-py's default error callback logs a traceback: the caller reports the error."""
 
 
-async def provision_as_admin(settings: Settings, replicas: int = 1) -> None:
-    """Create (or bring up to date) the streams, buckets and stores, as `admin`; one attempt
-    (StackError naming the bus when it cannot be reached or refuses)."""
+async def provision_as_admin(settings: Settings, replicas: int | None = None) -> None:
+    """Create (or bring up to date) the streams, buckets and stores, as `admin`, with
+    `replicas` copies each (default DOCKYARD_BUS_REPLICAS); one attempt (StackError naming the
+    bus when it cannot be reached or refuses)."""
     url = settings.bus_url()
     credentials = Credentials.load(settings.keys_dir, ADMIN)
     try:
-        admin = await nats.connect(url, name="dockyard-provision", connect_timeout=5,
-                                   allow_reconnect=False, max_reconnect_attempts=1,
+        admin = await nats.connect(settings.bus_servers(), name="dockyard-provision",
+                                   connect_timeout=5, allow_reconnect=False,
+                                   max_reconnect_attempts=1,
                                    error_cb=_quiet, **credentials.options())
     except (nats.errors.Error, OSError) as exc:
         raise StackError(f"cannot provision the bus at {url} as {ADMIN!r}: {exc!r}") from exc
     try:
-        await provision(admin, replicas)
+        await provision(admin, settings.bus_replicas if replicas is None else replicas)
     finally:
         await admin.close()
 
@@ -155,6 +157,10 @@ async def start_stack(settings: Settings, services: tuple[str, ...] = SERVICES) 
     one a killed stack left) and the services."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     nats: EmbeddedNats | None = None
+    if not settings.nats_url and settings.bus_replicas > 1:
+        raise StackError(f"DOCKYARD_BUS_REPLICAS={settings.bus_replicas} needs a NATS cluster: "
+                         "the embedded bus is one server (set DOCKYARD_NATS_URL to the "
+                         "cluster's nodes, or leave DOCKYARD_BUS_REPLICAS at 1)")
     if not settings.nats_url:
         nats = _own_bus(settings)
         write_url(settings.data_dir, nats.url)

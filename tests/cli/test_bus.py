@@ -55,6 +55,28 @@ def test_init_writes_private_seeds_and_auth_conf_then_provisions(tmp_path: Path)
         server.stop()
 
 
+def test_init_writes_the_cluster_route_credentials_once(tmp_path: Path) -> None:
+    """routes.conf (0600): the one route user and password, and a route to each node carrying
+    them; made once, the same after; --routes names other hosts."""
+    keys = tmp_path / "bus"
+    first = bus_init("--data-dir", str(tmp_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    routes = keys / "routes.conf"
+    assert routes.stat().st_mode & 0o777 == 0o600
+    password = (keys / "route.password").read_text().strip()
+    text = routes.read_text()
+    assert f'"password": "{password}"' in text and '"user": "dockyard-route"' in text
+    for node in ("n1", "n2", "n3"):
+        assert f"nats-route://dockyard-route:{password}@{node}:6222" in text
+    again = bus_init("--data-dir", str(tmp_path), "--routes", "10.0.0.1:6222,10.0.0.2:6222")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (keys / "route.password").read_text().strip() == password
+    text = routes.read_text()
+    assert "@10.0.0.2:6222" in text and "@n1:6222" not in text
+    bad = bus_init("--data-dir", str(tmp_path), "--routes", "n1")
+    assert bad.returncode == 2 and "--routes must be HOST:PORT" in bad.stderr
+
+
 def test_an_unreachable_bus_is_one_clear_error(tmp_path: Path) -> None:
     result = bus_init("--data-dir", str(tmp_path), "--nats-url", "nats://127.0.0.1:1")
     assert result.returncode == 2

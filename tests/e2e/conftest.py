@@ -55,7 +55,7 @@ class Running:
         """JetStream as one of the stack's identities (its seed is in the data dir)."""
         if identity not in self.peers:
             self.peers[identity] = await connect(
-                self.settings.bus_url(), f"test-as-{identity}",
+                self.settings.bus_servers(), f"test-as-{identity}",
                 Credentials.load(self.settings.keys_dir, identity))
         return self.peers[identity].jetstream()
 

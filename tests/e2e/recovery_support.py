@@ -1,5 +1,5 @@
 """Shared by the crash and load tests: a poller of one app through the proxy, a router run as
-its own process, and waiting on conditions."""
+its own process, a ledger hooks write to, and waiting on conditions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,39 @@ def tail(path: Path) -> str:
 def failures(answers: list[str], ok: set[str]) -> list[str]:
     """The answers that are not one of `ok`."""
     return [a for a in answers if a not in ok]
+
+
+async def serves(port: int, app: str, version: str) -> bool:
+    """Whether the proxy answers the app's host with `make_app`'s page of that version."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        try:
+            page = await http.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{app}.localhost"})
+        except httpx.HTTPError:
+            return False
+    return page.status_code == 200 and page.text == f"app {version}\n"
+
+
+def ledger_hook(ledger: Path, what: str, seconds: float = 0.0, gate: Path | None = None) -> str:
+    """A command that appends start and end lines to the ledger (under flock), `seconds` apart,
+    or only once the gate file exists."""
+    wait = f"while [ ! -e {gate} ]; do sleep 0.1; done" if gate else f"sleep {seconds}"
+    return (f"flock {ledger} sh -c 'echo start {what} >> {ledger}'; {wait}; "
+            f"flock {ledger} sh -c 'echo end {what} >> {ledger}'")
+
+
+def check_ledger(lines: list[str]) -> None:
+    """Each command ran once, start then end, and no two ran at once."""
+    counts = Counter(lines)
+    assert all(n == 1 for n in counts.values()), f"a command ran twice: {counts}"
+    open_run: str | None = None
+    for line in lines:
+        kind, what = line.split(" ", 1)
+        if kind == "start":
+            assert open_run is None, f"{what} started while {open_run} ran"
+            open_run = what
+        else:
+            assert open_run == what, f"{what} ended while {open_run} ran"
+            open_run = None
 
 
 def end_left_running(data_dir: Path) -> dict[str, list[int]]:

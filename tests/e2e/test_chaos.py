@@ -30,7 +30,13 @@ from dockyard.stack import identities
 from tests.e2e.apps import make_app
 from tests.e2e.conftest import Running, start_running, stop_running
 from tests.e2e.phase_support import assert_lock_free
-from tests.e2e.recovery_support import DOCKYARD, Poller, end_left_running
+from tests.e2e.recovery_support import (
+    DOCKYARD,
+    Poller,
+    check_ledger,
+    end_left_running,
+    ledger_hook,
+)
 from tests.runtime.process_support import reachable_tmp, remove
 
 TARGETS = (*SERVICES, "nats-server")
@@ -77,27 +83,6 @@ class Services:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-
-
-def _hook(ledger: Path, what: str, seconds: float) -> str:
-    """A command that appends start and end lines to the ledger (under flock), a while apart."""
-    return (f"flock {ledger} sh -c 'echo start {what} >> {ledger}'; sleep {seconds}; "
-            f"flock {ledger} sh -c 'echo end {what} >> {ledger}'")
-
-
-def _check_ledger(lines: list[str]) -> None:
-    """Each command ran once, start then end, and no two ran at once."""
-    counts = Counter(lines)
-    assert all(n == 1 for n in counts.values()), f"a command ran twice: {counts}"
-    open_run: str | None = None
-    for line in lines:
-        kind, what = line.split(" ", 1)
-        if kind == "start":
-            assert open_run is None, f"{what} started while {open_run} ran"
-            open_run = what
-        else:
-            assert open_run == what, f"{what} ended while {open_run} ran"
-            open_run = None
 
 
 async def _kill_and_restart(target: str, running: Running, services: Services,
@@ -148,8 +133,8 @@ async def test_killing_each_service_and_the_bus_mid_deploy_breaks_no_promise(
         rng.shuffle(plan)
         for k, target in enumerate(plan, start=1):
             src = make_app(tmp_path / f"v{k}", "process", f"v{k}",
-                           release=_hook(ledger, f"release-{k}", 0.5),
-                           postdeploy=_hook(ledger, f"postdeploy-{k}", 1.0))
+                           release=ledger_hook(ledger, f"release-{k}", 0.5),
+                           postdeploy=ledger_hook(ledger, f"postdeploy-{k}", 1.0))
             client = await DockyardClient.connect(running.settings)
             try:
                 cmd = await client.request_deploy(app, src)
@@ -166,7 +151,7 @@ async def test_killing_each_service_and_the_bus_mid_deploy_breaks_no_promise(
             await poller.polled(3)
             assert poller.answers[-1] == f"200 app v{k}", (target, k, poller.answers[-3:])
             await assert_lock_free(running, app)
-            _check_ledger(ledger.read_text().split("\n")[:-1])
+            check_ledger(ledger.read_text().split("\n")[:-1])
         answers = await poller.stop()
         versions = [int(m.group(1)) for a in answers if (m := re.fullmatch(r"200 app v(\d+)", a))]
         print(f"chaos seed {SEED}: kills {dict(outcomes)}; {len(answers)} requests, "

@@ -8,14 +8,13 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
-
 from dockyard.bus.embedded import start_nats
 from dockyard.client import DockyardClient, Followers
 from dockyard.contract.events import DeploySucceeded
 from dockyard.stack import identities
 from tests.e2e.apps import make_app
 from tests.e2e.conftest import start_running, stop_running
+from tests.e2e.recovery_support import serves
 from tests.runtime.process_support import reachable_tmp, remove
 
 WAIT = 180
@@ -59,27 +58,18 @@ async def test_a_postdeploy_finishing_while_nats_is_down_runs_once_and_the_deplo
             start_nats, running.settings.data_dir, identities(), port=nats.port,
             keys_dir=running.settings.keys_dir)
 
-        async def serves(version: str) -> bool:
-            async with httpx.AsyncClient(timeout=2) as http:
-                try:
-                    page = await http.get(f"http://127.0.0.1:{running.port}/",
-                                          headers={"Host": f"{app}.localhost"})
-                except httpx.HTTPError:
-                    return False
-            return page.text == f"app {version}\n"
-
         # The deploy ends: a new client (the test's own was cut off) follows it to its end.
         client = await DockyardClient.connect(running.settings)
         end = await client.follow(app, cmd.deployment_id, Followers(), wait=WAIT)
         assert isinstance(end, DeploySucceeded), end
-        assert await serves("v2")
+        assert await serves(running.port, app, "v2")
         assert ledger.read_text().split() == ["start", "end"], "the postdeploy ran again"
 
         # No service was restarted: their consumers resumed on the restarted server.
         v3 = await client.deploy(app, make_app(tmp_path / "v3", "process", "v3"), Followers(),
                                  wait=WAIT)
         assert isinstance(v3, DeploySucceeded), v3
-        await _until(lambda: serves("v3"), "v3 serves")
+        await _until(lambda: serves(running.port, app, "v3"), "v3 serves")
     finally:
         if client is not None:
             await client.close()

@@ -22,7 +22,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from dockyard.bus.auth import Credentials, public_key, write_auth_conf
+from dockyard.bus.auth import (
+    ROUTE_USER,
+    Credentials,
+    public_key,
+    route_password,
+    route_urls,
+    write_auth_conf,
+    write_routes_conf,
+)
 from dockyard.bus.embedded import free_port
 from dockyard.bus.service import SERVICES, RunningService, start_service
 from dockyard.bus.topology import STREAM_FEED
@@ -31,6 +39,7 @@ from dockyard.contract import subjects
 from dockyard.contract.events import DeployFailed, DeploySucceeded
 from dockyard.settings import Settings
 from dockyard.stack import identities, provision_as_admin
+from tests.cluster_support import provision_when_ready
 from tests.runtime.process_support import reachable_tmp, remove_process_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,13 +87,14 @@ class Server:
 
 
 def stage(conf: Path, workdir: Path, keys: Path) -> Path:
-    """A copy of infra/nats under workdir, with the auth.conf `dockyard bus init` writes into
-    keys, whose conf keeps its store under workdir too.
+    """A copy of infra/nats under workdir, with the auth.conf and routes.conf `dockyard bus
+    init` writes into keys, whose conf keeps its store under workdir too.
 
     nats-server refuses -sd when the file sets store_dir, so the one line is rewritten."""
     copy = workdir / "conf"
     shutil.copytree(NATS_DIR, copy, dirs_exist_ok=True)
     shutil.copy(write_auth_conf(keys, identities()), copy / "auth.conf")
+    shutil.copy(write_routes_conf(keys), copy / "routes.conf")
     staged = copy / conf.relative_to(NATS_DIR)
     text = staged.read_text()
     assert text.count(STORE_LINE) == 1, f"{conf} should set {STORE_LINE} once"
@@ -476,29 +486,31 @@ async def test_every_service_runs_whole_deploys_as_its_own_user(
 # ------------------------------------------------------------------ the 3-node cluster
 
 
+def routez(server: Server) -> list[str]:
+    """The names of the servers this one has routes to."""
+    routes = httpx.get(f"http://127.0.0.1:{server.monitor}/routez", timeout=5).json()
+    return sorted({r.get("remote_name", "") for r in routes.get("routes") or []})
+
+
 @pytest.mark.timeout(120)
 def test_the_three_node_cluster_forms_and_replicates(tmp_path: Path) -> None:
-    """The cluster configs, with local ports and routes, elect a leader and keep 3 replicas."""
+    """The cluster configs, with local ports and routes, elect a leader and keep 3 replicas;
+    their routes are authenticated: a node without the route credentials joins nothing."""
+    keys = tmp_path / "bus"
     cluster_ports = [free_port() for _ in CLUSTER_CONFS]
-    routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
+    # Flags override the file's cluster block, credentials included: they ride in the URLs,
+    # as routes.conf's do.
+    routes = ",".join(route_urls(route_password(keys), (f"127.0.0.1:{p}" for p in cluster_ports)))
     nodes = []
     try:
         for conf, cport in zip(CLUSTER_CONFS, cluster_ports, strict=True):
             # One `dockyard bus init` for the three nodes: the same identities everywhere.
-            nodes.append(start_server(conf, tmp_path / conf.stem,
-                                      "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes,
-                                      keys=tmp_path / "bus"))
+            listen = route_urls(route_password(keys), [f"127.0.0.1:{cport}"])[0]
+            nodes.append(start_server(conf, tmp_path / conf.stem, "--cluster", listen,
+                                      "--routes", routes, keys=keys))
 
         async def check() -> None:
-            deadline = time.monotonic() + 60
-            while True:  # until the cluster has a JetStream leader
-                try:
-                    await provision_as_operator(nodes[0], replicas=3)
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
+            await provision_when_ready(nodes[0].settings(Settings()), replicas=3)
             ok, errors = await can_js_publish(nodes[0], "builder",
                                               subjects.event("shop", "build", "started"))
             assert ok, errors
@@ -512,6 +524,19 @@ def test_the_three_node_cluster_forms_and_replicates(tmp_path: Path) -> None:
                 await admin.close()
 
         asyncio.run(check())
+        names = [f"n{i}" for i in (1, 2, 3)]
+        assert routez(nodes[0]) == names[1:]
+        # A fourth node with the right identities but a wrong route password is refused.
+        wrong = ",".join(f"nats-route://{ROUTE_USER}:wrong@127.0.0.1:{p}" for p in cluster_ports)
+        intruder = start_server(CLUSTER_CONFS[0], tmp_path / "intruder", "--name", "intruder",
+                                "--cluster", f"nats://127.0.0.1:{free_port()}",
+                                "--routes", wrong, keys=keys)
+        nodes.append(intruder)
+        deadline = time.monotonic() + 10
+        while "Router connection closed: Authentication Failure" not in nodes[0].log_text():
+            assert time.monotonic() < deadline, nodes[0].log_text()[-2000:]
+            time.sleep(0.1)
+        assert routez(intruder) == [] and "intruder" not in routez(nodes[0])
     finally:
         for node in nodes:
             node.stop()

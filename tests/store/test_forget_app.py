@@ -3,8 +3,6 @@ app's records stay; the name starts again as a new app."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlmodel import select
 
 from dockyard.contract.events import (
@@ -14,19 +12,17 @@ from dockyard.contract.events import (
     DestroyUnrouted,
     type_of,
 )
-from dockyard.store import project
+from dockyard.store import Store, project
 from dockyard.store.db import NotFoundError
 from dockyard.store.models import AppliedEvent, HookRun, Instance, Release
 from dockyard.store.queries import get_app, has_app, list_apps, unfinished_deployments
-from tests.api.support import sqlite_store
 from tests.api.test_http import D1, D2, events
 from tests.events import make
 
 OP = "0f" + "0" * 30
 
 
-def test_destroy_succeeded_deletes_every_record_of_the_app(tmp_path: Path) -> None:
-    store = sqlite_store(tmp_path)
+def test_destroy_succeeded_deletes_every_record_of_the_app(store: Store) -> None:
     for event in events():
         project(store, event)
     assert has_app(store, "blog") and unfinished_deployments(store, "other") == [D2]
@@ -54,4 +50,3 @@ def test_destroy_succeeded_deletes_every_record_of_the_app(tmp_path: Path) -> No
     # The name deploys again as a new app.
     project(store, make(DeployQueued, app="blog", deployment_id="ab" * 16))
     assert has_app(store, "blog") and unfinished_deployments(store, "blog") == ["ab" * 16]
-    store.close()

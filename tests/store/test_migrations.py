@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from dockyard.store import MigrationError, Store, StoreURLError, open_store
 from dockyard.store.migrations import MIGRATIONS, Migration, current_version, migrate
-from tests.postgres import Postgres
 
 TABLES = {"app", "release", "deployment", "hook_run", "instance", "route", "delivery",
           "applied_event", "schema_version"}
 
 
-@pytest.fixture(scope="module")
-def pg_url(postgres: Postgres) -> Iterator[str]:
-    """A fresh PostgreSQL database of this module's own, dropped afterwards."""
-    with postgres.database() as name:
-        yield postgres.url(name)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path / 'nested' / 'dockyard.db'}")
-    else:
-        s = open_store(request.getfixturevalue("pg_url"))
-        # The module's database is shared by both PostgreSQL runs: start each from empty.
-        with s.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    yield s
-    s.close()
+@pytest.fixture
+def store(empty_store: Store) -> Store:
+    """Not migrated yet (tests/store/conftest.py): these tests migrate it."""
+    return empty_store
 
 
 def indexes(store: Store, table: str) -> set[str]:

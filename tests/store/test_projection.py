@@ -1,13 +1,11 @@
-"""Projection of events into the deployment records, on SQLite (and once on PostgreSQL)."""
+"""Projection of events into the deployment records, on SQLite and PostgreSQL
+(tests/store/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import select
 
 from dockyard.contract.events import (
@@ -35,7 +33,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
 )
 from dockyard.contract.plan import Plan
-from dockyard.store import Store, apply_event, migrate, open_store, project
+from dockyard.store import Store, apply_event, project
 from dockyard.store.models import AppliedEvent, Delivery, HookRun, Instance
 from dockyard.store.projection import next_status
 from dockyard.store.queries import (
@@ -48,24 +46,8 @@ from dockyard.store.queries import (
     list_routes,
 )
 from tests.events import make
-from tests.postgres import Postgres
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def pg_url(postgres: Postgres) -> Iterator[str]:
-    """A fresh PostgreSQL database of this module's own, dropped afterwards."""
-    with postgres.database() as name:
-        yield postgres.url(name, driver="postgresql+psycopg")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'data' / 'dockyard.db'}")
-    migrate(s.engine)
-    yield s
-    s.close()
 
 
 def spec(release: int) -> DeploySpec:
@@ -309,19 +291,3 @@ def test_apply_event_is_uncommitted_until_the_caller_commits(store: Store) -> No
         assert apply_event(s, ev)
         s.rollback()
     assert project(store, ev)
-
-
-def test_projection_on_postgresql(pg_url: str) -> None:
-    pg = open_store(pg_url)
-    try:
-        migrate(pg.engine)
-        apply_all(pg, successful("shop", "p1", 1))
-        apply_all(pg, hook_error("shop", "p2", 2, T0 + timedelta(minutes=5)))
-        assert not any(apply_all(pg, successful("shop", "p1", 1)))
-        app = get_app(pg, "shop")
-        assert app["live_release"] == 1 and app["deployment"]["status"] == "hook-error"
-        assert [r["label"] for r in get_deployment(pg, "p1")["hook_runs"]] == [
-            "Migrate", "Warm", "Ping"]
-        assert {i["state"] for i in list_instances(pg, "shop") if i["release"] == 2} == {"removed"}
-    finally:
-        pg.close()

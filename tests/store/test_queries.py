@@ -1,10 +1,9 @@
-"""Reads of the deployment records, over SQLite: order, filters, paging and refusals."""
+"""Reads of the deployment records, on SQLite and PostgreSQL (tests/store/conftest.py): order,
+filters, paging and refusals."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from dockyard.contract.events import (
     NotificationDelivered,
 )
 from dockyard.contract.phase import Phase
-from dockyard.store import BadQueryError, NotFoundError, Store, migrate, open_store, project
+from dockyard.store import BadQueryError, NotFoundError, Store, project
 from dockyard.store.queries import (
     MAX_LIMIT,
     count_events,
@@ -36,14 +35,6 @@ from dockyard.store.queries import (
 from tests.events import make
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'dockyard.db'}")
-    migrate(s.engine)
-    yield s
-    s.close()
 
 
 def at(seconds: float) -> datetime:

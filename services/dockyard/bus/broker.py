@@ -212,14 +212,14 @@ async def _decode(msg: StreamMessage[Any],
     return await original(msg)
 
 
-def make_broker(url: str, service: str, ack_wait: float = ACK_WAIT, *,
+def make_broker(servers: str | list[str], service: str, ack_wait: float = ACK_WAIT, *,
                 credentials: Credentials) -> NatsBroker:
     """A broker, connected as an identity, whose handlers take msgspec structs and whose bad
     messages go to the DLQ."""
     quiet = logging.getLogger(f"dockyard.faststream.{service}")
     quiet.setLevel(logging.WARNING)
     broker = DockyardBroker(
-        url,
+        servers,
         logger=quiet,
         serializer=MsgSpecSerializer(),
         # Outermost first: tracing sees everything, then the counts, then the dead letters;

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dockyard.bus import recorded
 from dockyard.bus.auth import (
@@ -103,25 +104,30 @@ class EmbeddedNats:
 
 
 def server_conf(data_dir: Path, port: int, permissions: Mapping[str, Permissions],
-                keys_dir: Path) -> Path:
-    """Write the server's config (0600): loopback only, NKey users, an encrypted store."""
+                keys_dir: Path, cluster: Mapping[str, Any] | None = None) -> Path:
+    """Write the server's config (0600): loopback only, NKey users, an encrypted store; with
+    `cluster`, its cluster block (a node of bus/cluster.py's)."""
     public_keys = ensure_seeds(keys_dir, permissions)
     path = data_dir / SERVER_CONF
-    write_private(path, conf({
+    settings: dict[str, Any] = {
         "server_name": f"dockyard-{port}",
         "listen": f"127.0.0.1:{port}",
         "jetstream": {"store_dir": str(data_dir / "jetstream"), "cipher": "chachapoly",
                       "key": jetstream_key(keys_dir)},
         "authorization": authorization(public_keys, permissions),
-    }))
+    }
+    if cluster is not None:
+        settings["cluster"] = dict(cluster)
+    write_private(path, conf(settings))
     return path
 
 
 def start_nats(data_dir: Path, permissions: Mapping[str, Permissions], port: int | None = None,
-               wait: float = 15.0, keys_dir: Path | None = None) -> EmbeddedNats:
+               wait: float = 15.0, keys_dir: Path | None = None,
+               cluster: Mapping[str, Any] | None = None) -> EmbeddedNats:
     """Start nats-server with JetStream, its store under data_dir, on `port` (default: a free
     loopback port); each identity in permissions gets a seed in keys_dir (data_dir/bus unless
-    given), made once, then reused."""
+    given), made once, then reused; `cluster` makes it a cluster node (its config block)."""
     private_dir(data_dir)
     keys_dir = keys_dir or data_dir / KEYS_DIR
     store_dir = data_dir / "jetstream"
@@ -130,8 +136,8 @@ def start_nats(data_dir: Path, permissions: Mapping[str, Permissions], port: int
     os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT, 0o600))
     log_file.chmod(0o600)
     port = port or free_port()
-    cmd = [nats_server_binary(), "-c", str(server_conf(data_dir, port, permissions, keys_dir)),
-           "-l", str(log_file)]
+    cmd = [nats_server_binary(), "-c",
+           str(server_conf(data_dir, port, permissions, keys_dir, cluster)), "-l", str(log_file)]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     record_file = data_dir / RECORD_FILE

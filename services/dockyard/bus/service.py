@@ -149,10 +149,11 @@ def declaration(name: str) -> Service[Any]:
     return service
 
 
-async def connect(url: str, name: str, credentials: Credentials) -> Client:
-    """A connection as one identity that keeps trying to reconnect for as long as it lives."""
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                              **credentials.options())
+async def connect(servers: str | list[str], name: str, credentials: Credentials) -> Client:
+    """A connection as one identity to one server or any of a cluster's (failing over to the
+    others), that keeps trying to reconnect for as long as it lives."""
+    return await nats.connect(servers, name=name, max_reconnect_attempts=-1,
+                              reconnect_time_wait=0.5, **credentials.options())
 
 
 async def start_service(name: str, settings: Settings, *,
@@ -161,12 +162,12 @@ async def start_service(name: str, settings: Settings, *,
     served on DOCKYARD_METRICS_ADDR, if set, unless a stack serves them for all)."""
     service = declaration(name)
     tracing.configure(settings.otlp_endpoint)
-    url = settings.bus_url()
+    servers = settings.bus_servers()
     # Every service connects as its own identity, whose permissions follow from `service`.
     credentials = Credentials.load(settings.keys_dir, name)
-    nc = await connect(url, f"dockyard-{name}", credentials)
+    nc = await connect(servers, f"dockyard-{name}", credentials)
     js = nc.jetstream()
-    broker = make_broker(url, name, ack_wait=settings.ack_wait, credentials=credentials)
+    broker = make_broker(servers, name, ack_wait=settings.ack_wait, credentials=credentials)
     ctx = ServiceContext(name=name, settings=settings, broker=broker, nc=nc, js=js,
                          emitter=Emitter(broker, name, service.publishes),
                          log=structlog.get_logger().bind(service=name))

@@ -24,6 +24,18 @@ def parse_owner(owner: str) -> tuple[int, int]:
     return int(uid), int(gid or uid)
 
 
+def parse_routes(routes: str) -> list[str]:
+    """`HOST:PORT,HOST:PORT,...` as a list, each checked."""
+    hostports = [part.strip() for part in routes.split(",") if part.strip()]
+    for hostport in hostports:
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit() or any(c in host for c in "/@ "):
+            fail(f"--routes must be HOST:PORT separated by commas, got {hostport!r}")
+    if not hostports:
+        fail("--routes names no node")
+    return hostports
+
+
 @bus_app.command("init", epilog=(
     "Examples:\n\n"
     "  dockyard bus init --data-dir ./data --owner 10001\n\n"
@@ -32,19 +44,33 @@ def init(
     data_dir: DataDir = None,
     nats_url: Annotated[str | None, typer.Option(
         help="Provision this bus as admin (default DOCKYARD_NATS_URL; none: files only).")] = None,
-    replicas: Annotated[int, typer.Option(help="Replicas of every stream (3 in a cluster).")] = 1,
+    replicas: Annotated[int | None, typer.Option(
+        help="Replicas of every stream (3 in a cluster; default DOCKYARD_BUS_REPLICAS, "
+             "else 1).")] = None,
     owner: Annotated[str | None, typer.Option(
         help="UID[:GID] to own the six services' seeds (the image's user is 10001).")] = None,
+    routes: Annotated[str | None, typer.Option(
+        help="The cluster nodes' route addresses for routes.conf, HOST:PORT comma-separated "
+             "(default n1:6222,n2:6222,n3:6222, as infra/nats/cluster names them).")] = None,
 ) -> None:
-    """Make (or reuse) every identity's seed and the server's auth.conf in the keys dir
-    (DOCKYARD_NATS_KEYS, default <data dir>/bus); with a bus URL, provision it as admin."""
-    from dockyard.bus.auth import BusAuthError, seed_path, write_auth_conf
+    """Make (or reuse) every identity's seed, the server's auth.conf and the cluster nodes'
+    routes.conf (authenticated routes) in the keys dir (DOCKYARD_NATS_KEYS, default
+    <data dir>/bus); with a bus URL, provision it as admin."""
+    from dockyard.bus.auth import (
+        CLUSTER_ROUTES,
+        BusAuthError,
+        seed_path,
+        write_auth_conf,
+        write_routes_conf,
+    )
     from dockyard.stack import StackError, identities, provision_as_admin
 
     settings = settings_from(data_dir, nats_url=nats_url)
     ids = owner and parse_owner(owner)
+    hostports = parse_routes(routes) if routes is not None else list(CLUSTER_ROUTES)
     try:
         conf = write_auth_conf(settings.keys_dir, identities())
+        routes_conf = write_routes_conf(settings.keys_dir, hostports)
     except (BusAuthError, OSError) as exc:
         fail(str(exc))
     if ids:
@@ -55,6 +81,7 @@ def init(
                 fail(f"cannot hand {name}'s seed to {owner}: {exc} (chown needs root)")
     out.line(f"identities: {', '.join(identities())} (seeds in {settings.keys_dir})")
     out.line(f"server auth config: {conf} (include it from the server's config)")
+    out.line(f"cluster routes: {routes_conf} (include it in each node's cluster block)")
     if not settings.nats_url:
         out.line("no bus URL: start the server with that config, then run this again with "
                  "--nats-url to provision it")
@@ -67,5 +94,6 @@ def init(
             fail(str(exc))
 
     run(provision())
-    out.line(f"provisioned {settings.nats_url} as admin ({replicas} replica(s))")
+    copies = settings.bus_replicas if replicas is None else replicas
+    out.line(f"provisioned {settings.nats_url} as admin ({copies} replica(s))")
 
