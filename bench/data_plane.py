@@ -22,13 +22,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from stackprocs import load_average, remove_apps
+from stackprocs import load_average, remove_apps, spawn, temp_dir
 
 from dockyard.bus.embedded import free_port
 from dockyard.client import DockyardClient, Followers
@@ -135,8 +134,7 @@ def wait_answering(port: int, host: str) -> None:
 async def main(seconds: float, rounds: int, concurrency: int) -> None:
     configure_logging("WARNING")
     print(f"load average before: {load_average()}")
-    work = Path(tempfile.mkdtemp(prefix="bench-data-", dir="/tmp"))
-    work.chmod(0o711)
+    work = temp_dir("bench-data-")
     settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
                                  runtime="process", drain=0.0, kill_grace=2.0)
     stack = await start_stack(settings)
@@ -161,13 +159,11 @@ async def main(seconds: float, rounds: int, concurrency: int) -> None:
         (work / "nginx" / "tmp").mkdir()
         (work / "nginx" / "nginx.conf").write_text(PROXY_NGINX.format(
             home=work / "nginx", port=nginx_port, upstream=upstream))
-        procs.append(subprocess.Popen(
-            [CADDY, "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work))
-        procs.append(subprocess.Popen(
-            [NGINX, "-p", str(work / "nginx"), "-c", str(work / "nginx" / "nginx.conf"),
-             "-e", "stderr", "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(spawn([CADDY, "run", "--config", str(work / "Caddyfile"),
+                            "--adapter", "caddyfile"], cwd=work))
+        procs.append(spawn([NGINX, "-p", str(work / "nginx"), "-c",
+                            str(work / "nginx" / "nginx.conf"), "-e", "stderr",
+                            "-g", "daemon off;"]))
         targets = {"app directly": (upstream, "127.0.0.1"),
                    "Dockyard router (its Caddy)": (stack.settings.http_port, "web.localhost"),
                    "plain Caddy, static upstream": (caddy_port, "127.0.0.1"),

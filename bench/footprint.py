@@ -28,19 +28,18 @@ import time
 from pathlib import Path
 
 import cli_startup
-from stackprocs import DOCKYARD, load_average, make_app, rss_mib, service_processes
+from stackprocs import DOCKYARD, load_average, make_app, rss_mib, service_processes, spawn
 
 from dockyard.bus.embedded import free_port
+from dockyard.bus.recorded import read_record
 from dockyard.client import DockyardClient, Followers
 from dockyard.log_config import configure_logging
 from dockyard.router.caddy import RECORD_FILE
-from dockyard.bus.recorded import read_record
 
 
 async def memory(deploys: int) -> tuple[dict[str, float], dict[str, float], float]:
     """(idle RSS by process, peak RSS during deploys by process, bare python RSS), MiB."""
-    bare = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                            stdin=subprocess.PIPE)
+    bare = spawn([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         async with service_processes("bench-footprint-") as running:
             pids = {name: pid for name, (pid,) in running.pids().items()}
@@ -125,7 +124,8 @@ async def main(deploys: int, runs: int, cli_runs: int) -> None:
     print(f"load average before: {load_average()}")
     idle, peak, bare = await memory(deploys)
     print(f"resident memory (MiB), services as separate processes; bare python3 {bare:.1f} MiB")
-    print(f"{'process':<22} {'idle':>7} {'× bare':>7} {f'peak, {deploys} deploys':>17} {'× bare':>7}")
+    peak_head = f"peak, {deploys} deploys"
+    print(f"{'process':<22} {'idle':>7} {'× bare':>7} {peak_head:>17} {'× bare':>7}")
     for name in idle:
         print(f"{name:<22} {idle[name]:7.1f} {idle[name] / bare:7.1f} {peak[name]:17.1f} "
               f"{peak[name] / bare:7.1f}")

@@ -39,8 +39,14 @@ from typing import Any
 import httpx
 import msgspec
 import nats
-from stackprocs import DOCKYARD, ServiceProcesses, load_average, make_app, rss_mib, \
-    service_processes
+from stackprocs import (
+    DOCKYARD,
+    ServiceProcesses,
+    load_average,
+    make_app,
+    rss_mib,
+    service_processes,
+)
 
 from dockyard.api_client import api_token, api_url
 from dockyard.bus.auth import Credentials

@@ -34,6 +34,7 @@ from dockyard.bus.auth import Credentials
 from dockyard.client import DockyardClient, Followers
 from dockyard.contract import subjects
 from dockyard.contract.events import AnyEvent, DeployQueued, Fact, KindData, new_id, stamp
+from dockyard.log_config import configure_logging
 from dockyard.settings import Settings
 
 DURABLE = "notifier-all"
@@ -71,15 +72,15 @@ async def consumer(js: nats.js.JetStreamContext) -> ConsumerInfo:
     return await js.consumer_info(subjects.STREAM_EVENTS, DURABLE)
 
 
-async def drained(js: nats.js.JetStreamContext, timeout: float = 300) -> None:
+async def drained(js: nats.js.JetStreamContext, limit: float = 300) -> None:
     """Until the durable has nothing pending and nothing unacked."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         info = await consumer(js)
         if info.num_pending == 0 and info.num_ack_pending == 0:
             return
         if time.monotonic() > deadline:
-            raise SystemExit(f"consumer not drained after {timeout}s: {info}")
+            raise SystemExit(f"consumer not drained after {limit}s: {info}")
         await asyncio.sleep(0.01)
 
 
@@ -147,6 +148,7 @@ async def events(count: int) -> dict[str, float]:
 
 
 async def main(apps: int, count: int) -> None:
+    configure_logging("WARNING")
     print(f"load average before: {load_average()}")
     one = await deploys(apps, 1)
     two = await deploys(apps, 2)

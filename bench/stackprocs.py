@@ -47,6 +47,20 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def temp_dir(prefix: str) -> Path:
+    """A fresh directory under /tmp that the apps' users may pass through (0711)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o711)
+    return path
+
+
+def spawn(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    """A child process, its output discarded unless said otherwise."""
+    kwargs = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+              "stderr": subprocess.DEVNULL, **kwargs}
+    return subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
 def make_app(root: Path, text: str) -> Path:
     """A trivial web app for the process runtime: a static page on $PORT, no hooks."""
     (root / "www").mkdir(parents=True)
@@ -101,14 +115,14 @@ class ServiceProcesses:
                     extra["DOCKYARD_API_PORT"] = str(free_port())
                 self.start(name, **extra)
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
+    async def wait_ready(self, limit: float = 60.0) -> None:
         """Until the api recorded its URL and the router's Caddy admin socket exists."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         data = self.settings.data_dir
         while not ((data / "api.url").exists() and admin_socket(data).exists()):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise SystemExit(f"services not ready after {timeout}s; logs in {self.logs}")
+                raise SystemExit(f"services not ready after {limit}s; logs in {self.logs}")
             await asyncio.sleep(0.05)
 
     def check_alive(self) -> None:
@@ -142,10 +156,9 @@ async def service_processes(prefix: str, count: int = 1, services: tuple[str, ..
                             **overrides: object) -> AsyncIterator[ServiceProcesses]:
     """A throwaway data dir, a provisioned bus and `count` processes of each service; at the
     end every service and app instance stopped, the apps' trees and users removed."""
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    work.chmod(0o711)  # the apps' users pass through to their trees
+    work = temp_dir(prefix)  # the apps' users pass through to their trees
     logs = work / "logs"
-    logs.mkdir()
+    logs.mkdir()  # noqa: ASYNC240
     settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
                                  runtime="process", drain=0.0, kill_grace=2.0, **overrides)
     bus = await start_stack(settings, services=())
