@@ -221,6 +221,11 @@ async def main(sizes: list[int], deploys: int) -> None:
                     print(f"  load average: {load_average()}", flush=True)
             finally:
                 await client.close()
+            if os.environ.get("BENCH_SERVICE_LOG_LEVEL"):
+                for log in sorted(running.logs.glob("router-*.log")):
+                    print(f"--- {log.name}\n" + "\n".join(
+                        line for line in log.read_text().splitlines()
+                        if "rebuilt" in line or "caddy" in line.lower() or "switch" in line))
     finally:
         server.shutdown()
     base = results[sizes[0]]

@@ -87,7 +87,10 @@ class ServiceProcesses:
                 "DOCKYARD_NATS_URL": s.bus_url(), "DOCKYARD_DATA_DIR": str(s.data_dir),
                 "DOCKYARD_APPS_DIR": str(s.apps_root), "DOCKYARD_RUNTIME": "process",
                 "DOCKYARD_HTTP_PORT": str(s.http_port), "DOCKYARD_DRAIN": "0",
-                "DOCKYARD_KILL_GRACE": "2", "DOCKYARD_LOG_LEVEL": "WARNING", **extra}
+                "DOCKYARD_KILL_GRACE": "2",
+                # BENCH_SERVICE_LOG_LEVEL=INFO: the services' own timings in <work>/logs.
+                "DOCKYARD_LOG_LEVEL": os.environ.get("BENCH_SERVICE_LOG_LEVEL", "WARNING"),
+                **extra}
 
     def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
         """One more process of a service."""
