@@ -69,7 +69,8 @@ async def deploys(apps: int, count: int) -> float:
 
 
 async def consumer(js: nats.js.JetStreamContext) -> ConsumerInfo:
-    return await js.consumer_info(subjects.STREAM_EVENTS, DURABLE)
+    info: ConsumerInfo = await js.consumer_info(subjects.STREAM_EVENTS, DURABLE)
+    return info
 
 
 async def drained(js: nats.js.JetStreamContext, limit: float = 300) -> None:
