@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/data_plane.py [--seconds 4] [--rounds 3] [--concurre
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import shutil
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from stackprocs import load_average, remove_apps, spawn, temp_dir
+from stackprocs import load_average, remove_apps, run_main, spawn, temp_dir
 
 from dockyard.bus.embedded import free_port
 from dockyard.client import DockyardClient, Followers
@@ -195,9 +194,4 @@ async def main(seconds: float, rounds: int, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rounds, args.concurrency))
+    run_main(__doc__ or "", main, seconds=4.0, rounds=3, concurrency=16)

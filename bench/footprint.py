@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/footprint.py [--deploys 3] [--runs 3] [--cli-runs 7]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -28,7 +27,15 @@ import time
 from pathlib import Path
 
 import cli_startup
-from stackprocs import DOCKYARD, load_average, make_app, rss_mib, service_processes, spawn
+from stackprocs import (
+    DOCKYARD,
+    load_average,
+    make_app,
+    rss_mib,
+    run_main,
+    service_processes,
+    spawn,
+)
 
 from dockyard.bus.embedded import free_port
 from dockyard.bus.recorded import read_record
@@ -145,9 +152,4 @@ async def main(deploys: int, runs: int, cli_runs: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deploys", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--cli-runs", type=int, default=7)
-    args = parser.parse_args()
-    asyncio.run(main(args.deploys, args.runs, args.cli_runs))
+    run_main(__doc__ or "", main, deploys=3, runs=3, cli_runs=7)

@@ -23,7 +23,6 @@ Run: .venv/bin/python bench/growth.py [--sizes 1,100,1000] [--deploys 3]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -45,6 +44,7 @@ from stackprocs import (
     load_average,
     make_app,
     rss_mib,
+    run_main,
     service_processes,
 )
 
@@ -190,7 +190,8 @@ async def measure(running: ServiceProcesses, client: DockyardClient, work: Path,
     return found
 
 
-async def main(sizes: list[int], deploys: int) -> None:
+async def main(sizes: str, deploys: int) -> None:
+    counts = [int(s) for s in sizes.split(",")]
     configure_logging("WARNING")
     print(f"load average before: {load_average()}")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Page))
@@ -206,7 +207,7 @@ async def main(sizes: list[int], deploys: int) -> None:
                                           Followers(), wait=300)
                 assert end.type == "dockyard.deploy.succeeded", end
                 have, version = 1, [0]
-                for size in sizes:
+                for size in counts:
                     names = [f"app{n:04d}" for n in range(have - 1, size - 1)]
                     await stop_router(running)
                     if names:
@@ -228,21 +229,17 @@ async def main(sizes: list[int], deploys: int) -> None:
                         if "rebuilt" in line or "caddy" in line.lower() or "switch" in line))
     finally:
         server.shutdown()
-    base = results[sizes[0]]
-    print(f"medians; ratios against {sizes[0]} app(s), measured in the same run")
-    print(f"{'':<22}" + "".join(f"{f'{s} apps':>18}" for s in sizes))
+    base = results[counts[0]]
+    print(f"medians; ratios against {counts[0]} app(s), measured in the same run")
+    print(f"{'':<22}" + "".join(f"{f'{s} apps':>18}" for s in counts))
     for key in base:
         unit = "" if key.startswith("RSS") else " s"
         cells = [f"{results[s][key]:.3f}{unit} ({results[s][key] / base[key]:.1f}×)"
-                 if base[key] else f"{results[s][key]:.3f}" for s in sizes]
+                 if base[key] else f"{results[s][key]:.3f}" for s in counts]
         print(f"{key:<22}" + "".join(f"{c:>18}" for c in cells))
     print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,100,1000")
-    parser.add_argument("--deploys", type=int, default=3)
-    args = parser.parse_args()
     os.environ.pop("DOCKYARD_API_URL", None)
-    asyncio.run(main([int(s) for s in args.sizes.split(",")], args.deploys))
+    run_main(__doc__ or "", main, sizes="1,100,1000", deploys=3)

@@ -19,7 +19,6 @@ Run: .venv/bin/python bench/service_scaling.py [--apps 8] [--events 2000]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import msgspec
 import nats
 from nats.js.api import ConsumerInfo
-from stackprocs import load_average, make_app, service_processes
+from stackprocs import load_average, make_app, run_main, service_processes
 
 from dockyard.bus.auth import Credentials
 from dockyard.client import DockyardClient, Followers
@@ -112,7 +111,7 @@ async def bare(js: nats.js.JetStreamContext, count: int, batch: int) -> None:
             seen += 1
 
 
-async def events(count: int) -> dict[str, float]:
+async def event_rates(count: int) -> dict[str, float]:
     """Events per second: the notifier's handler, then bare loops on its durable."""
     async with service_processes("bench-events-", services=("notifier",)) as running:
         settings = running.settings
@@ -148,7 +147,7 @@ async def events(count: int) -> dict[str, float]:
             await nc.close()
 
 
-async def main(apps: int, count: int) -> None:
+async def main(apps: int, events: int) -> None:
     configure_logging("WARNING")
     print(f"load average before: {load_average()}")
     one = await deploys(apps, 1)
@@ -157,7 +156,8 @@ async def main(apps: int, count: int) -> None:
     print(f"  1 process of each service:   {one:6.2f} s, {apps / one * 60:6.1f} deploys/min")
     print(f"  2 processes of each service: {two:6.2f} s, {apps / two * 60:6.1f} deploys/min "
           f"({one / two:.2f}× one)")
-    rates = await events(count)
+    count = events
+    rates = await event_rates(count)
     anchor = rates["bare nats-py, fetch 1"]
     print(f"{count} events through one durable consumer, events/s:")
     for name, rate in rates.items():
@@ -166,8 +166,4 @@ async def main(apps: int, count: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--apps", type=int, default=8)
-    parser.add_argument("--events", type=int, default=2000)
-    args = parser.parse_args()
-    asyncio.run(main(args.apps, args.events))
+    run_main(__doc__ or "", main, apps=8, events=2000)

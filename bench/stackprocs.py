@@ -7,6 +7,7 @@ import it (run them from the repository root, `.venv/bin/python bench/<name>.py`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -16,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dockyard.bus.embedded import free_port
 from dockyard.bus.service import SERVICES
@@ -29,6 +31,15 @@ from dockyard.settings import Settings
 from dockyard.stack import Stack, start_stack
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
+
+
+def run_main(doc: str, main: Callable[..., Coroutine[Any, Any, None]],
+             **defaults: float | str) -> None:
+    """Run a benchmark's `main` with one `--option` per keyword (its type the default's)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in defaults.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    asyncio.run(main(**vars(parser.parse_args())))
 
 
 def load_average() -> str:
