@@ -97,20 +97,46 @@ def up_once(env: dict[str, str]) -> float:
                             stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
-        seen = []
+        seen: list[str] = []
+        took = None
         for line in proc.stdout:
             seen.append(line)
             if "Dockyard is up" in line:
-                return time.perf_counter() - started
-        raise SystemExit("dockyard up ended before it was up:\n" + "".join(seen[-20:]))
+                took = time.perf_counter() - started
+            if "Press Ctrl-C" in line:  # its Ctrl-C handler is in place from here on
+                break
+        if took is None:
+            raise SystemExit("dockyard up ended before it was up:\n" + "".join(seen[-20:]))
+        return took
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.communicate(timeout=30)
+            rest = proc.communicate(timeout=30)[0]
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            rest = proc.communicate()[0]
+        if stop_strays(work):
+            said = rest.strip().splitlines()[-1:] or [""]
+            print(f"(dockyard up exited {proc.returncode} after Ctrl-C and left the processes "
+                  f"above running; its last line: {said[0]!r})")
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_strays(work: Path) -> int:
+    """SIGTERM whatever still runs from `work` (a nats-server or Caddy `dockyard up` left);
+    how many."""
+    found = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(work).encode() in cmdline:
+                print(f"(left by dockyard up, stopped: {cmdline[:100]!r})")
+                os.kill(int(entry.name), signal.SIGTERM)
+                found += 1
+    return found
 
 
 def start_times(runs: int) -> dict[str, float]:
