@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
 from dockyard.contract import codec
 from dockyard.contract.events import (
+    COMMAND_TYPES,
     EVENT_TYPES,
     FAILURE_TYPES,
     AfterSwitchSucceeded,
@@ -23,6 +26,7 @@ from dockyard.contract.events import (
     event_id,
     schema_uri,
     stamp,
+    type_of,
 )
 from dockyard.contract.plan import Command, Plan
 from tests.events import data_type
@@ -97,3 +101,9 @@ def test_the_after_switch_subject_and_type_are_spelt_like_the_phase() -> None:
 def test_failures_are_the_events_whose_data_is_a_failure() -> None:
     for cls in EVENT_TYPES:
         assert (cls in FAILURE_TYPES) is (data_type(cls) is FailureData), cls
+
+
+@pytest.mark.parametrize("cls", EVENT_TYPES + COMMAND_TYPES, ids=lambda c: c.__name__)
+def test_type_of_is_the_tag_the_wire_carries(cls: type[Any]) -> None:
+    assert type_of(cls) == msgspec.inspect.type_info(cls).tag  # type: ignore[attr-defined]
+    assert type_of(cls).startswith("dockyard.")

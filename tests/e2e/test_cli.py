@@ -398,6 +398,28 @@ async def test_up_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert left.stdout == "", "no nats-server, no Caddy left behind"
 
 
+async def test_ctrl_c_as_up_comes_up_leaves_no_bus_or_proxy_behind(tmp_path: Path) -> None:
+    # Ctrl-C the moment it says it is up, before its own handler may be in place: asyncio's
+    # default handler cancels it then, and its nats-server and Caddy must go all the same.
+    data = tmp_path / "data"
+    up = await asyncio.create_subprocess_exec(
+        DOCKYARD, "up", "--http-port", str(free_port()), "--runtime", "process", "--data-dir",
+        str(data), env={**bare_env(), "DOCKYARD_LOG_LEVEL": "ERROR"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        assert up.stdout is not None
+        await asyncio.wait_for(up.stdout.readuntil(b"Dockyard is up"), 120)
+        up.send_signal(signal.SIGINT)
+        await asyncio.wait_for(up.stdout.read(), 60)
+        assert await asyncio.wait_for(up.wait(), 60) in (0, 130)
+        left = await asyncio.to_thread(subprocess.run, ["pgrep", "-af", str(data)],
+                                       capture_output=True, text=True, timeout=10)
+        assert left.stdout == "", f"left running: {left.stdout}"
+    finally:
+        await stop_up(up, data)
+
+
 async def stop_up(up: asyncio.subprocess.Process, data: Path) -> None:
     """Stop a `dockyard up` a failed test left running: Ctrl-C (it stops its bus and proxy),
     else SIGKILL of its session and SIGTERM to whatever runs from its data dir."""

@@ -110,6 +110,21 @@ async def test_keys_lists_a_pattern_sorted(bus: Bus) -> None:
     assert await kv.keys(bus.js, subjects.KV_HOOKS, f"{key()}.>") == []
 
 
+async def test_read_all_gives_every_live_value_of_a_pattern_in_key_order(bus: Bus) -> None:
+    bucket = await bus.kv(subjects.KV_HOOKS)
+    prefix = key()
+    for n in range(300):  # many at once: read concurrently, still every one, in key order
+        await bucket.put(f"{prefix}.{n:03d}", f"v{n}".encode())
+    await bucket.put(f"{prefix}.gone", b"x")
+    await bucket.delete(f"{prefix}.gone")
+    await bucket.put(f"{prefix}.purged", b"x")
+    await bucket.purge(f"{prefix}.purged")
+    await bucket.put(f"{prefix}.deep.key", b"deep")
+    found = await kv.read_all(bus.js, bucket, subjects.KV_HOOKS, f"{prefix}.*")
+    assert found == [f"v{n}".encode() for n in range(300)]
+    assert await kv.read_all(bus.js, bucket, subjects.KV_HOOKS, f"{key()}.>") == []
+
+
 def test_names_follow_the_kv_convention() -> None:
     assert kv.stream_of("dockyard_locks") == "KV_dockyard_locks"
     assert kv.subject_prefix("dockyard_locks") == "$KV.dockyard_locks."

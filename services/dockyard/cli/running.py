@@ -94,10 +94,14 @@ async def _until_stopped(stop: Callable[[], Awaitable[None]]) -> None:
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
-    await stop()
+    try:
+        # Cancelled instead when a Ctrl-C came just before the handlers were in place (asyncio's
+        # own handler cancels the main task): stop all the same.
+        await stopping.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await stop()
 
 
 async def _runtime_said(asked: str) -> str:
@@ -132,14 +136,6 @@ def up(
         configure_logging()
         # A busy --http-port, a stack already running here: StackError, one line (run()).
         stack = await start_stack(settings)
-        out.marked_up(f"[bold]Dockyard is up[/bold] (data dir {settings.data_dir})")
-        out.line(f"  bus:  {stack.settings.nats_url}")
-        out.line(f"  runtime: {await _runtime_said(settings.runtime)}")
-        out.line(f"  apps: {settings.app_url('<app>')}")
-        api_url = settings.data_dir / "api.url"
-        if api_url.exists():
-            out.line(f"  api:  {api_url.read_text().strip()}")
-        out.line("Press Ctrl-C to stop.")
         kept: list[LiveRelease] = []
 
         async def stop() -> None:
@@ -149,6 +145,20 @@ def up(
                 out.line(f"(cannot list the apps' instances: {exc})")
             await stack.stop()
 
+        try:
+            out.marked_up(f"[bold]Dockyard is up[/bold] (data dir {settings.data_dir})")
+            out.line(f"  bus:  {stack.settings.nats_url}")
+            out.line(f"  runtime: {await _runtime_said(settings.runtime)}")
+            out.line(f"  apps: {settings.app_url('<app>')}")
+            api_url = settings.data_dir / "api.url"
+            if api_url.exists():
+                out.line(f"  api:  {api_url.read_text().strip()}")
+            out.line("Press Ctrl-C to stop.")
+        except BaseException:
+            # A Ctrl-C before the handler below is in place cancels this task: the bus and
+            # Caddy must not outlive it.
+            await stack.stop()
+            raise
         await _until_stopped(stop)
         for line in kept_lines(kept, _process_stops(settings, kept), settings.data_dir):
             out.line(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
@@ -99,6 +100,15 @@ async def keys(js: JetStreamContext, bucket: str, pattern: str = ">") -> list[st
     prefix = subject_prefix(bucket)
     info = await js.stream_info(stream_of(bucket), subjects_filter=f"{prefix}{pattern}")
     return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {}))
+
+
+async def read_all(js: JetStreamContext, bucket: KeyValue, name: str,
+                   pattern: str = ">") -> list[bytes]:
+    """The values of every key matching a pattern (deleted ones left out), in key order, read
+    concurrently: one round trip's wait for the lot, not one per key (a router restart reads
+    every app's route)."""
+    found = await asyncio.gather(*(read(bucket, key) for key in await keys(js, name, pattern)))
+    return [raw for raw, _ in found if raw]
 
 
 @contextlib.asynccontextmanager

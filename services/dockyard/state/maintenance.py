@@ -97,14 +97,8 @@ class NatsMaintenance:
 
     async def all_on(self) -> dict[str, Maintenance]:
         """Every app in maintenance, by app."""
-        found: dict[str, Maintenance] = {}
-        for name in await kv.keys(self.js, subjects.KV_MAINTENANCE, "*"):
-            raw, _ = await kv.read(self.kv, name)
-            if raw:
-                record = _decoder.decode(raw)
-                if record.enabled:
-                    found[record.app] = record
-        return found
+        records = await kv.read_all(self.js, self.kv, subjects.KV_MAINTENANCE, "*")
+        return {r.app: r for r in map(_decoder.decode, records) if r.enabled}
 
     async def turn(self, app: str, enabled: bool, message: str | None = None) -> Maintenance:
         """Turn the app's maintenance on or off (compare-and-set on its key)."""

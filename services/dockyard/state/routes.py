@@ -89,23 +89,13 @@ class NatsRoutes:
 
     async def all_live(self) -> dict[str, LiveRelease]:
         """Every app's live release, by app."""
-        found: dict[str, LiveRelease] = {}
-        for name in await kv.keys(self.js, subjects.KV_ROUTES, f"{LIVE}.*"):
-            raw, _ = await kv.read(self.kv, name)
-            if raw:
-                record = _live.decode(raw)
-                found[record.app] = record
-        return found
+        records = await kv.read_all(self.js, self.kv, subjects.KV_ROUTES, f"{LIVE}.*")
+        return {record.app: record for record in map(_live.decode, records)}
 
     async def all_pending(self) -> dict[str, Pending]:
         """Every pending first deploy, by app."""
-        found: dict[str, Pending] = {}
-        for name in await kv.keys(self.js, subjects.KV_ROUTES, f"{PENDING}.*"):
-            raw, _ = await kv.read(self.kv, name)
-            if raw:
-                record = _pending.decode(raw)
-                found[record.app] = record
-        return found
+        records = await kv.read_all(self.js, self.kv, subjects.KV_ROUTES, f"{PENDING}.*")
+        return {record.app: record for record in map(_pending.decode, records)}
 
     async def set_live(self, record: LiveRelease) -> None:
         """Record the app's live release."""
