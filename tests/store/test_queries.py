@@ -10,6 +10,7 @@ import pytest
 
 from dockyard.contract.events import (
     CommandStarted,
+    DeployFailed,
     DeployQueued,
     Event,
     NotificationAttempted,
@@ -83,6 +84,20 @@ def test_deployments_newest_first_and_apps_by_name_with_their_latest_status(stor
     row = get_app(store, "shop")
     assert (row["deployment"]["id"], row["route"], row["instances"]) == ("d2", None, [])
     assert row["deployment"]["created_at"] == "2026-03-01T12:00:02Z"
+
+
+def test_each_app_shows_its_newest_deployments_status_whichever_ended(store: Store) -> None:
+    # Ended, then a newer one queued; and one whose newest (and only) deployment failed.
+    project(store, queued("shop", "d1", 0))
+    project(store, make(DeployFailed, app="shop", deployment_id="d1", time=at(1),
+                        status="hook-error", reason="exit 1"))
+    project(store, queued("shop", "d2", 5))
+    project(store, queued("blog", "b1", 6))
+    project(store, make(DeployFailed, app="blog", deployment_id="b1", time=at(7),
+                        status="build-error", reason="no Dockerfile"))
+    project(store, queued("wiki", "w1", 2))
+    assert [(a["name"], a["status"]) for a in list_apps(store)] == [
+        ("blog", "build-error"), ("shop", "queued"), ("wiki", "queued")]
 
 
 def test_hook_runs_come_in_the_order_a_deploy_runs_them(store: Store) -> None:

@@ -93,15 +93,19 @@ def _limit(limit: int) -> int:
 
 def list_apps(store: Store) -> list[Row]:
     """Every app with its live release and its latest deployment's status."""
+    # One query, whatever the number of apps: each app's newest deployment by a window.
+    newest = func.row_number().over(
+        partition_by=col(Deployment.app),
+        order_by=(col(Deployment.created_at).desc(), col(Deployment.id).desc()))
+    ranked = select(col(Deployment.app).label("app"), col(Deployment.status).label("status"),
+                    newest.label("n")).subquery()
+    query = (select(App, ranked.c.status)
+             .join(ranked, (ranked.c.app == App.name) & (ranked.c.n == 1), isouter=True)
+             .order_by(col(App.name)))
     with store.session() as s:
-        rows = []
-        for app in s.exec(select(App).order_by(col(App.name))):
-            latest = _latest(s, app.name)
-            rows.append({"name": app.name, "created_at": iso(app.created_at),
-                         "live_release": app.live_release,
-                         "live_deployment_id": app.live_deployment_id,
-                         "status": latest.status if latest else None})
-        return rows
+        return [{"name": app.name, "created_at": iso(app.created_at),
+                 "live_release": app.live_release, "live_deployment_id": app.live_deployment_id,
+                 "status": status} for app, status in s.exec(query)]
 
 
 def get_app(store: Store, name: str) -> Row:
