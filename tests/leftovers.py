@@ -1,11 +1,14 @@
 """What the suite left behind: processes, containers, images, networks, volumes and files.
 
 A snapshot is taken before the first test and compared after the last one. Whatever is new and
-still there is removed (the machine is left clean) and reported; in CI the report fails the run.
+still there is reported; in CI, where the suite is alone on the machine, it is also removed (the
+machine is left clean) and the report fails the run. On a shared machine nothing is removed:
+another run's processes, containers and images are not the suite's to take.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -150,9 +153,10 @@ class Snapshot:
                    engine=_engine(), tmp=_entries(Path(tempfile.gettempdir())),
                    home=_entries(Path.home()), repo=_untracked(), basetemp=basetemp)
 
-    def check(self, wait: Callable[[float], None] = time.sleep,
-              settle: float = SETTLE) -> list[str]:
-        """Everything new since the snapshot, each line naming one leftover; removed as found."""
+    def check(self, wait: Callable[[float], None] = time.sleep, settle: float = SETTLE,
+              remove: bool = True) -> list[str]:
+        """Everything new since the snapshot, each line naming one leftover; removed as found
+        when `remove` (only where the suite is alone: on a shared machine they may be others')."""
         report: list[str] = []
         me = os.getpid()
         deadline = time.monotonic() + settle
@@ -161,15 +165,15 @@ class Snapshot:
         for proc in procs:
             report.append(f"process {proc.pid} ({proc.comm}), parent {proc.ppid}: "
                           f"{proc.cmdline[:300]}")
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            if remove:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
         engine = _engine()
         for kind in ("container", "image", "network", "volume"):
             new = engine[kind] - self.engine[kind]
             report += [f"{kind} {line}" for line in sorted(new)]
-            _remove(kind, new)
+            if remove:
+                _remove(kind, new)
         tmp = Path(tempfile.gettempdir())
         ours = self.basetemp.parent if self.basetemp.parent != tmp else self.basetemp
         for name in sorted(_entries(tmp) - self.tmp):
