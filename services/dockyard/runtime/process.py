@@ -49,6 +49,7 @@ from dockyard.runtime.base import (
     OutputLine,
     StartError,
 )
+from dockyard.runtime.health import listening
 from dockyard.runtime.shim import (
     GRACE_FILE,
     KILL_NOW,
@@ -67,7 +68,9 @@ SHELL = "/bin/sh"  # absolute: the app's own PATH must not decide which shell ru
 HOST_ENV_KEYS = ("PATH", "HOME", "LANG")
 LOOPBACK = "127.0.0.1"
 PREDEPLOY_MARK = "-predeploy-"
-EARLY_EXIT = 0.3  # an instance that dies this fast (once its command started) never started
+# An instance that dies this fast (once its command started) never started; one that listens
+# on its port sooner has started (the health check goes on from there).
+EARLY_EXIT = 0.3
 START_WAIT = 15.0  # how long a shim may take to start its command
 START_TAIL = 20
 STOP_SLACK = 5.0  # past the grace, how long a shim may take to end its tree before SIGKILL
@@ -264,6 +267,7 @@ class ProcessRuntime:
     """Release dirs are copied trees; every command runs under a shim, as the app's user."""
 
     name = "process"
+    tcp_settle = 0.0  # an instance listens on its loopback port itself: nothing forwards it
 
     def __init__(self, root: Path, apps_dir: Path, *, pids_limit: int = 256,
                  data_dir: Path | None = None,
@@ -687,12 +691,12 @@ class ProcessRuntime:
         self._procs[id_] = proc
         try:
             await self._until_started(run_dir, proc)
-            await asyncio.wait_for(asyncio.shield(proc.wait()), EARLY_EXIT)
-        except TimeoutError:
-            logger.info("instance started", pid=proc.pid, **fields)
-            return record.ref()
+            exited = await _exits_early(proc, record.ref())
         finally:
             (run_dir / SPEC_FILE).unlink(missing_ok=True)  # noqa: ASYNC240 (the config goes)
+        if not exited:
+            logger.info("instance started", pid=proc.pid, **fields)
+            return record.ref()
         status = runs.read_status(run_dir)
         code = status.exit_code if status is not None else proc.returncode
         lines = tail(logfile.read_text(errors="replace")) if logfile.exists() else []
@@ -844,3 +848,16 @@ class ProcessRuntime:
             else:
                 await asyncio.sleep(POLL)
         return True
+
+
+async def _exits_early(proc: asyncio.subprocess.Process, ref: InstanceRef) -> bool:
+    """Whether an instance's shim ends within EARLY_EXIT, unless its port accepts before."""
+    ended = asyncio.ensure_future(proc.wait())
+    up = asyncio.ensure_future(listening(ref.host, ref.port or 0))
+    try:
+        await asyncio.wait({ended, up}, timeout=EARLY_EXIT,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (ended, up):
+            task.cancel()
+    return proc.returncode is not None
