@@ -68,7 +68,7 @@ async def dockyard_deploy(client: DockyardClient, source: Path,
 
 async def main(deploys: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    work.chmod(0o755)  # the apps' own users reach their apps dir under it
+    os.chmod(work, 0o755)  # the apps' own users reach their apps dir under it
     settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
                                  runtime="process", drain=0.0, kill_grace=2.0)
     stack = await start_stack(settings)

@@ -37,8 +37,8 @@ async def sh(command: str, cwd: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"{command!r} failed")
 
 
-async def wait_tcp(port: int, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_tcp(port: int, patience: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + patience
     while True:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)

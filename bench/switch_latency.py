@@ -1,0 +1,142 @@
+"""Switch latency: from the moment the postdeploy's success (`hook.succeeded`, the event the
+router switches on) is published to the first response from the new release through the router.
+
+Trivial deploys in a row on the embedded stack (process runtime), whose services run in this
+process: the hook-runner's publish of `hook.succeeded` is timed as it starts (before the bus
+confirms it). A prober in a process of its own asks the app's host through Caddy every 2 ms on
+one keep-alive connection and tells when the answer changed (CLOCK_MONOTONIC, the same clock).
+The anchor, measured in the same run: one request through Caddy to the live release.
+
+Run: .venv/bin/python bench/switch_latency.py [--switches 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from deploy_latency import app  # noqa: E402
+
+from dockyard.bus import emit  # noqa: E402
+from dockyard.bus.embedded import free_port  # noqa: E402
+from dockyard.client import DockyardClient, Followers  # noqa: E402
+from dockyard.contract.events import HookSucceeded, Message  # noqa: E402
+from dockyard.runtime.select import Runtimes  # noqa: E402
+from dockyard.settings import Settings  # noqa: E402
+from dockyard.stack import start_stack  # noqa: E402
+
+PAUSE = 0.002  # between the prober's requests
+
+
+def pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def probe(url: str, host: str) -> None:
+    """Ask the host through Caddy, again and again (a separate process, so the stack's event
+    loop cannot delay it); print when each different answer first came and what it was."""
+    last = None
+    with httpx.Client(timeout=10) as http:
+        while True:
+            try:
+                body = http.get(url, headers={"Host": host}).text
+            except httpx.HTTPError as exc:
+                body = type(exc).__name__
+            if body != last:
+                print(f"{time.monotonic()} {body.strip()}", flush=True)
+                last = body
+            time.sleep(PAUSE)
+
+
+async def answered(prober: asyncio.subprocess.Process, body: str) -> float:
+    """When the prober first got `body`."""
+    assert prober.stdout is not None
+    while True:
+        line = (await prober.stdout.readline()).decode()
+        if not line:
+            raise RuntimeError("the prober ended")
+        at, seen = line.split(" ", 1)
+        if seen.strip() == body:
+            return float(at)
+
+
+async def main(switches: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-switch-"))
+    os.chmod(work, 0o755)  # the apps' own users reach their apps dir under it
+    settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
+                                 runtime="process", drain=0.0, kill_grace=2.0)
+    stack = await start_stack(settings)
+    client = await DockyardClient.connect(stack.settings)
+    hooks: asyncio.Queue[float] = asyncio.Queue()
+    publish = emit.publish
+
+    async def timed_publish(broker: Any, message: Message, subject: str | None = None) -> None:
+        if isinstance(message, HookSucceeded) and message.subject == "bench":
+            hooks.put_nowait(time.monotonic())
+        await publish(broker, message, subject)
+
+    emit.publish = timed_publish  # type: ignore[assignment]
+    url, host = f"http://127.0.0.1:{settings.http_port}/", "bench.localhost"
+    latencies, anchors = [], []
+    prober = None
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            await client.deploy("bench", app(work / "v0", 0, "process"), Followers(), wait=300)
+            prober = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--probe", url, host, stdout=asyncio.subprocess.PIPE)
+            await asyncio.wait_for(answered(prober, "v0"), 30)
+            for n in range(1, switches + 1):
+                while not hooks.empty():  # an earlier deploy's (a retried publish's)
+                    hooks.get_nowait()
+                seen = asyncio.ensure_future(answered(prober, f"v{n}"))
+                end = await client.deploy("bench", app(work / f"v{n}", n, "process"),
+                                          Followers(), wait=300)
+                assert end.type == "dockyard.deploy.succeeded", end
+                latencies.append(await asyncio.wait_for(seen, 30) - await hooks.get())
+                started = time.monotonic()
+                assert (await http.get(url, headers={"Host": host})).text == f"v{n}\n"
+                anchors.append(time.monotonic() - started)
+                print(f"{n}: {latencies[-1] * 1000:.1f} ms", flush=True)
+    finally:
+        emit.publish = publish  # type: ignore[assignment]
+        if prober is not None:
+            prober.kill()
+            await prober.wait()
+        await client.close()
+        runtimes = Runtimes(stack.settings)
+        rt = await runtimes.get("process")
+        for ref in await rt.list_instances("bench"):
+            await rt.stop_instance(ref, 2.0)
+        await runtimes.close()
+        await stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    anchor = statistics.median(anchors)
+    print(f"\nload average {os.getloadavg()[0]:.1f}; {switches} switches")
+    print(f"hook.succeeded published → first answer of the new release: "
+          f"p50 {pct(latencies, 50) * 1000:.0f} ms, p99 {pct(latencies, 99) * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms")
+    print(f"anchor, one request through Caddy: median {anchor * 1000:.1f} ms "
+          f"(p50 switch = {pct(latencies, 50) / anchor:.0f}× a request)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--switches", type=int, default=50)
+    parser.add_argument("--probe", nargs=2, metavar=("URL", "HOST"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        probe(*args.probe)
+    else:
+        asyncio.run(main(args.switches))
