@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,13 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_latency import app  # noqa: E402
 from direct_deploy import DirectDeployer  # noqa: E402
+from embedded_stack import APP, bench_stack  # noqa: E402
 
-from dockyard.bus.embedded import free_port  # noqa: E402
 from dockyard.client import DockyardClient, Followers, new_id  # noqa: E402
 from dockyard.contract.events import AnyEvent  # noqa: E402
-from dockyard.runtime.select import Runtimes  # noqa: E402
-from dockyard.settings import Settings  # noqa: E402
-from dockyard.stack import start_stack  # noqa: E402
 
 
 def p95(values: list[float]) -> float:
@@ -50,10 +45,10 @@ async def dockyard_deploy(client: DockyardClient, source: Path,
         seen.append((time.monotonic(), short(event.type)))
 
     dep = new_id()
-    watch = await client.watch("bench", dep, Followers(on_event=on_event))
+    watch = await client.watch(APP, dep, Followers(on_event=on_event))
     try:
         started = time.monotonic()
-        await client.request_deploy("bench", source, deployment_id=dep)
+        await client.request_deploy(APP, source, deployment_id=dep)
         end = await watch.result(300)
         finished = time.monotonic()
     finally:
@@ -67,38 +62,26 @@ async def dockyard_deploy(client: DockyardClient, source: Path,
 
 
 async def main(deploys: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    os.chmod(work, 0o755)  # the apps' own users reach their apps dir under it
-    settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
-                                 runtime="process", drain=0.0, kill_grace=2.0)
-    stack = await start_stack(settings)
-    client = await DockyardClient.connect(stack.settings)
-    direct = DirectDeployer(work / "direct")
-    direct.work.mkdir()
     through, straight = [], []
     hops: dict[str, list[float]] = defaultdict(list)
-    try:
-        # One of each first, not counted: imports, first route, first Caddy config.
-        await dockyard_deploy(client, app(work / "warm", 0, "process"), defaultdict(list))
-        await direct.deploy(app(work / "warm-direct", 0, "process"))
-        for n in range(1, deploys + 1):
-            source = app(work / f"v{n}", n, "process")
-            through.append(await dockyard_deploy(client, source, hops))
-            started = time.monotonic()
-            await direct.deploy(source)
-            straight.append(time.monotonic() - started)
-            print(f"{n}: dockyard {through[-1] * 1000:.0f} ms, "
-                  f"direct {straight[-1] * 1000:.0f} ms", flush=True)
-    finally:
-        await direct.close()
-        await client.close()
-        runtimes = Runtimes(stack.settings)
-        rt = await runtimes.get("process")
-        for ref in await rt.list_instances("bench"):
-            await rt.stop_instance(ref, 2.0)
-        await runtimes.close()
-        await stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    async with bench_stack("bench-overhead-") as bench:
+        direct = DirectDeployer(bench.work / "direct")
+        direct.work.mkdir()
+        try:
+            # One of each first, not counted: imports, first route, first Caddy config.
+            await dockyard_deploy(bench.client, app(bench.work / "warm", 0, "process"),
+                                  defaultdict(list))
+            await direct.deploy(app(bench.work / "warm-direct", 0, "process"))
+            for n in range(1, deploys + 1):
+                source = app(bench.work / f"v{n}", n, "process")
+                through.append(await dockyard_deploy(bench.client, source, hops))
+                started = time.monotonic()
+                await direct.deploy(source)
+                straight.append(time.monotonic() - started)
+                print(f"{n}: dockyard {through[-1] * 1000:.0f} ms, "
+                      f"direct {straight[-1] * 1000:.0f} ms", flush=True)
+        finally:
+            await direct.close()
     md, ms = statistics.median(through), statistics.median(straight)
     print(f"\nload average {os.getloadavg()[0]:.1f}; {deploys} deploys each, interleaved")
     print(f"dockyard: median {md * 1000:.0f} ms, p95 {p95(through) * 1000:.0f} ms")

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,14 +26,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_latency import app  # noqa: E402
+from embedded_stack import APP, bench_stack  # noqa: E402
 
 from dockyard.bus import emit  # noqa: E402
-from dockyard.bus.embedded import free_port  # noqa: E402
-from dockyard.client import DockyardClient, Followers  # noqa: E402
+from dockyard.client import Followers  # noqa: E402
 from dockyard.contract.events import HookSucceeded, Message  # noqa: E402
-from dockyard.runtime.select import Runtimes  # noqa: E402
-from dockyard.settings import Settings  # noqa: E402
-from dockyard.stack import start_stack  # noqa: E402
 
 PAUSE = 0.002  # between the prober's requests
 
@@ -73,27 +68,22 @@ async def answered(prober: asyncio.subprocess.Process, body: str) -> float:
 
 
 async def main(switches: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-switch-"))
-    os.chmod(work, 0o755)  # the apps' own users reach their apps dir under it
-    settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
-                                 runtime="process", drain=0.0, kill_grace=2.0)
-    stack = await start_stack(settings)
-    client = await DockyardClient.connect(stack.settings)
     hooks: asyncio.Queue[float] = asyncio.Queue()
     publish = emit.publish
 
     async def timed_publish(broker: Any, message: Message, subject: str | None = None) -> None:
-        if isinstance(message, HookSucceeded) and message.subject == "bench":
+        if isinstance(message, HookSucceeded) and message.subject == APP:
             hooks.put_nowait(time.monotonic())
         await publish(broker, message, subject)
 
     emit.publish = timed_publish  # type: ignore[assignment]
-    url, host = f"http://127.0.0.1:{settings.http_port}/", "bench.localhost"
     latencies, anchors = [], []
     prober = None
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            await client.deploy("bench", app(work / "v0", 0, "process"), Followers(), wait=300)
+        async with bench_stack("bench-switch-") as bench, httpx.AsyncClient(timeout=10) as http:
+            url, host = f"http://127.0.0.1:{bench.settings.http_port}/", f"{APP}.localhost"
+            await bench.client.deploy(APP, app(bench.work / "v0", 0, "process"), Followers(),
+                                      wait=300)
             prober = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--probe", url, host, stdout=asyncio.subprocess.PIPE)
             await asyncio.wait_for(answered(prober, "v0"), 30)
@@ -101,8 +91,8 @@ async def main(switches: int) -> None:
                 while not hooks.empty():  # an earlier deploy's (a retried publish's)
                     hooks.get_nowait()
                 seen = asyncio.ensure_future(answered(prober, f"v{n}"))
-                end = await client.deploy("bench", app(work / f"v{n}", n, "process"),
-                                          Followers(), wait=300)
+                end = await bench.client.deploy(APP, app(bench.work / f"v{n}", n, "process"),
+                                                Followers(), wait=300)
                 assert end.type == "dockyard.deploy.succeeded", end
                 latencies.append(await asyncio.wait_for(seen, 30) - await hooks.get())
                 started = time.monotonic()
@@ -114,14 +104,6 @@ async def main(switches: int) -> None:
         if prober is not None:
             prober.kill()
             await prober.wait()
-        await client.close()
-        runtimes = Runtimes(stack.settings)
-        rt = await runtimes.get("process")
-        for ref in await rt.list_instances("bench"):
-            await rt.stop_instance(ref, 2.0)
-        await runtimes.close()
-        await stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
     anchor = statistics.median(anchors)
     print(f"\nload average {os.getloadavg()[0]:.1f}; {switches} switches")
     print(f"hook.succeeded published → first answer of the new release: "
