@@ -25,8 +25,8 @@ from deploy_latency import app  # noqa: E402
 from direct_deploy import DirectDeployer  # noqa: E402
 from embedded_stack import APP, bench_stack  # noqa: E402
 
-from dockyard.client import DockyardClient, Followers, new_id  # noqa: E402
-from dockyard.contract.events import AnyEvent  # noqa: E402
+from dockyard.client import DockyardClient, Followers  # noqa: E402
+from dockyard.contract.events import AnyEvent, new_id  # noqa: E402
 
 
 def p95(values: list[float]) -> float:

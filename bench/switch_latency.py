@@ -31,6 +31,7 @@ from embedded_stack import APP, bench_stack  # noqa: E402
 from dockyard.bus import emit  # noqa: E402
 from dockyard.client import Followers  # noqa: E402
 from dockyard.contract.events import HookSucceeded, Message  # noqa: E402
+from dockyard.router import upstream_files  # noqa: E402
 
 PAUSE = 0.002  # between the prober's requests
 
@@ -69,15 +70,24 @@ async def answered(prober: asyncio.subprocess.Process, body: str) -> float:
 
 async def main(switches: int) -> None:
     hooks: asyncio.Queue[float] = asyncio.Queue()
-    publish = emit.publish
+    publish = emit.publish  # type: ignore[attr-defined]
 
     async def timed_publish(broker: Any, message: Message, subject: str | None = None) -> None:
         if isinstance(message, HookSucceeded) and message.subject == APP:
             hooks.put_nowait(time.monotonic())
         await publish(broker, message, subject)
 
-    emit.publish = timed_publish  # type: ignore[assignment]
-    latencies, anchors = [], []
+    renames: asyncio.Queue[float] = asyncio.Queue()
+    switch = upstream_files.switch
+
+    def timed_switch(routes_dir: Path, app: str, addresses: list[str]) -> str | None:
+        previous = switch(routes_dir, app, addresses)
+        renames.put_nowait(time.monotonic())  # the router's rename: Caddy dials the new files
+        return previous
+
+    emit.publish = timed_publish  # type: ignore[attr-defined]
+    upstream_files.switch = timed_switch
+    latencies, anchors, routed = [], [], []
     prober = None
     try:
         async with bench_stack("bench-switch-") as bench, httpx.AsyncClient(timeout=10) as http:
@@ -88,19 +98,23 @@ async def main(switches: int) -> None:
                 sys.executable, __file__, "--probe", url, host, stdout=asyncio.subprocess.PIPE)
             await asyncio.wait_for(answered(prober, "v0"), 30)
             for n in range(1, switches + 1):
-                while not hooks.empty():  # an earlier deploy's (a retried publish's)
-                    hooks.get_nowait()
+                for queue in (hooks, renames):  # an earlier deploy's (a retried publish's)
+                    while not queue.empty():
+                        queue.get_nowait()
                 seen = asyncio.ensure_future(answered(prober, f"v{n}"))
                 end = await bench.client.deploy(APP, app(bench.work / f"v{n}", n, "process"),
                                                 Followers(), wait=300)
                 assert end.type == "dockyard.deploy.succeeded", end
-                latencies.append(await asyncio.wait_for(seen, 30) - await hooks.get())
+                hook_at = await hooks.get()
+                latencies.append(await asyncio.wait_for(seen, 30) - hook_at)
+                routed.append(await renames.get() - hook_at)
                 started = time.monotonic()
                 assert (await http.get(url, headers={"Host": host})).text == f"v{n}\n"
                 anchors.append(time.monotonic() - started)
                 print(f"{n}: {latencies[-1] * 1000:.1f} ms", flush=True)
     finally:
-        emit.publish = publish  # type: ignore[assignment]
+        emit.publish = publish  # type: ignore[attr-defined]
+        upstream_files.switch = switch
         if prober is not None:
             prober.kill()
             await prober.wait()
@@ -109,6 +123,8 @@ async def main(switches: int) -> None:
     print(f"hook.succeeded published → first answer of the new release: "
           f"p50 {pct(latencies, 50) * 1000:.0f} ms, p99 {pct(latencies, 99) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms")
+    print(f"of which hook.succeeded published → the router's rename of the route files: "
+          f"p50 {pct(routed, 50) * 1000:.0f} ms, p99 {pct(routed, 99) * 1000:.0f} ms")
     print(f"anchor, one request through Caddy: median {anchor * 1000:.1f} ms "
           f"(p50 switch = {pct(latencies, 50) / anchor:.0f}× a request)")
 
