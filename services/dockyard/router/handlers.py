@@ -164,14 +164,15 @@ class Router:
             checked_envelope(event, subject)  # before its names are used as keys
         except Unverified as exc:
             _refuse(log, exc)
-        if (ended := await self.timeouts.timed_out(event.deployment_id)) is not None:
-            _refuse(log, EndedDeploy(event.app, event.deployment_id,
-                                     f"the deploy already ended as timeout: {ended.reason}"))
         async with self.lock:
             # Independent reads, asked at once: each is a round trip on the switch's path.
-            (live, pending, maintenance), verdict, placement = await asyncio.gather(
-                self._state(), self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP),
+            ended, (live, pending, maintenance), verdict, placement = await asyncio.gather(
+                self.timeouts.timed_out(event.deployment_id), self._state(),
+                self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP),
                 self.placements.get(event.app, event.release))
+            if ended is not None:
+                _refuse(log, EndedDeploy(event.app, event.deployment_id,
+                                         f"the deploy already ended as timeout: {ended.reason}"))
             try:
                 verified = verified_switch(event, subject, verdict, placement)
             except Unverified as exc:

@@ -79,6 +79,7 @@ OUTPUT_POLL = 0.25  # how often a followed instance output file is looked at for
 INSTANCE_GRACE = 10.0  # a stop names its own grace; this is the shim's if a stop names none
 RUN_KEEP = 3600.0  # a taken result stays this long, for a runner that died before recording it
 POLL = 0.05
+FIRST_POLL = 0.005  # a shim's pid file is looked for this soon, then twice as late up to POLL
 
 
 class BuildCommandFailed(BuildError):
@@ -709,6 +710,7 @@ class ProcessRuntime:
     async def _until_started(self, run_dir: Path, proc: asyncio.subprocess.Process) -> None:
         """Wait until the shim started the command (its pid file) or ended; bounded."""
         deadline = time.monotonic() + START_WAIT
+        pause = FIRST_POLL
         while not (run_dir / PID_FILE).exists() and proc.returncode is None:  # noqa: ASYNC240
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
@@ -716,7 +718,8 @@ class ProcessRuntime:
                 await proc.wait()
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), POLL)
+                await asyncio.wait_for(asyncio.shield(proc.wait()), pause)
+            pause = min(pause * 2, POLL)
 
     async def is_alive(self, ref: InstanceRef) -> bool:
         """Whether an instance's process still runs (for wait_healthy's alive)."""
