@@ -105,15 +105,21 @@ async def probe(host: str, port: int, path: str | None,
             pass  # the peer already reset it; nothing left to release
 
 
+def retry_pause(attempts: int, interval: float) -> float:
+    """How long to wait after the `attempts`-th failed try: FIRST_RETRY, then twice as long
+    each time, never more than `interval`."""
+    return min(FIRST_RETRY * 2 ** min(attempts - 1, 30), interval)
+
+
 async def listening(host: str, port: int) -> None:
     """Return once something accepts a TCP connection on the port (retried soon at first)."""
-    pause = FIRST_RETRY
+    attempts = 0
     while True:
+        attempts += 1
         try:
             _, writer = await asyncio.open_connection(host, port)
         except OSError:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, Health().interval)
+            await asyncio.sleep(retry_pause(attempts, Health().interval))
             continue
         writer.close()
         with contextlib.suppress(OSError):
@@ -153,5 +159,5 @@ async def wait_healthy(
             log.debug("healthy", host=host, port=port, check=what, attempts=attempts)
             return
         last = reason
-        pause = min(FIRST_RETRY * 2 ** (attempts - 1), health.interval)
-        await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        await asyncio.sleep(min(retry_pause(attempts, health.interval),
+                                max(deadline - loop.time(), 0)))
