@@ -108,7 +108,7 @@ async def probe(host: str, port: int, path: str | None,
 def retry_pause(attempts: int, interval: float) -> float:
     """How long to wait after the `attempts`-th failed try: FIRST_RETRY, then twice as long
     each time, never more than `interval`."""
-    return min(FIRST_RETRY * 2 ** min(attempts - 1, 30), interval)
+    return min(FIRST_RETRY * (1 << min(attempts - 1, 30)), interval)
 
 
 async def listening(host: str, port: int) -> None:
