@@ -23,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_latency import app  # noqa: E402
 from direct_deploy import DirectDeployer  # noqa: E402
-from embedded_stack import APP, bench_stack  # noqa: E402
+from embedded_stack import bench_stack  # noqa: E402
 
 from dockyard.client import DockyardClient, Followers  # noqa: E402
 from dockyard.contract.events import AnyEvent, new_id  # noqa: E402
+
+APP_NAME = "overhead"
 
 
 def p95(values: list[float]) -> float:
@@ -45,10 +47,10 @@ async def dockyard_deploy(client: DockyardClient, source: Path,
         seen.append((time.monotonic(), short(event.type)))
 
     dep = new_id()
-    watch = await client.watch(APP, dep, Followers(on_event=on_event))
+    watch = await client.watch(APP_NAME, dep, Followers(on_event=on_event))
     try:
         started = time.monotonic()
-        await client.request_deploy(APP, source, deployment_id=dep)
+        await client.request_deploy(APP_NAME, source, deployment_id=dep)
         end = await watch.result(300)
         finished = time.monotonic()
     finally:
@@ -64,7 +66,7 @@ async def dockyard_deploy(client: DockyardClient, source: Path,
 async def main(deploys: int) -> None:
     through, straight = [], []
     hops: dict[str, list[float]] = defaultdict(list)
-    async with bench_stack("bench-overhead-") as bench:
+    async with bench_stack(APP_NAME) as bench:
         direct = DirectDeployer(bench.work / "direct")
         direct.work.mkdir()
         try:

@@ -1,5 +1,5 @@
-"""The embedded stack a benchmark deploys the `bench` app to (process runtime, no drain), with
-a client; everything it started is stopped and its files removed when the block ends."""
+"""The embedded stack a benchmark deploys one app to (process runtime, no drain), with a client;
+the app's instances, files and user, and the stack, are removed when the block ends."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from dockyard.runtime.select import Runtimes
 from dockyard.settings import Settings
 from dockyard.stack import Stack, start_stack
 
-APP = "bench"
-
 
 @dataclass
 class Bench:
+    app: str  # a name of the bench's own: the process runtime's app user is named after it
     work: Path
     settings: Settings
     stack: Stack
@@ -29,8 +28,8 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(prefix: str) -> AsyncIterator[Bench]:
-    work = Path(tempfile.mkdtemp(prefix=prefix))
+async def bench_stack(app: str) -> AsyncIterator[Bench]:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{app}-"))
     os.chmod(work, 0o755)  # the apps' own users reach their apps dir under it
     try:
         settings = Settings.from_env(env={}, data_dir=work / "data", http_port=free_port(),
@@ -39,13 +38,14 @@ async def bench_stack(prefix: str) -> AsyncIterator[Bench]:
         try:
             client = await DockyardClient.connect(stack.settings)
             try:
-                yield Bench(work, settings, stack, client)
+                yield Bench(app, work, settings, stack, client)
             finally:
                 await client.close()
                 runtimes = Runtimes(stack.settings)
                 rt = await runtimes.get("process")
-                for ref in await rt.list_instances(APP):
+                for ref in await rt.list_instances(app):
                     await rt.stop_instance(ref, 2.0)
+                await rt.remove_app(app)
                 await runtimes.close()
         finally:
             await stack.stop()

@@ -26,13 +26,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_latency import app  # noqa: E402
-from embedded_stack import APP, bench_stack  # noqa: E402
+from embedded_stack import bench_stack  # noqa: E402
 
 from dockyard.bus import emit  # noqa: E402
 from dockyard.client import Followers  # noqa: E402
 from dockyard.contract.events import HookSucceeded, Message  # noqa: E402
 from dockyard.router import upstream_files  # noqa: E402
 
+APP = "switch"
 PAUSE = 0.002  # between the prober's requests
 
 
@@ -90,7 +91,7 @@ async def main(switches: int) -> None:
     latencies, anchors, routed = [], [], []
     prober = None
     try:
-        async with bench_stack("bench-switch-") as bench, httpx.AsyncClient(timeout=10) as http:
+        async with bench_stack(APP) as bench, httpx.AsyncClient(timeout=10) as http:
             url, host = f"http://127.0.0.1:{bench.settings.http_port}/", f"{APP}.localhost"
             await bench.client.deploy(APP, app(bench.work / "v0", 0, "process"), Followers(),
                                       wait=300)
