@@ -482,6 +482,7 @@ class FakeRuntime:
     """
 
     name: str = "process"
+    tcp_settle: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)
     ran: list[OneOffSpec] = field(default_factory=list)
     instances: dict[str, list[InstanceRef]] = field(default_factory=dict)

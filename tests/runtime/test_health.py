@@ -12,10 +12,13 @@ import pytest
 from dockyard.contract.plan import Health
 from dockyard.runtime.base import StartError
 from dockyard.runtime.health import (
+    FIRST_RETRY,
     HealthError,
     http_request,
+    listening,
     parse_status,
     probe_failure,
+    retry_pause,
     wait_healthy,
 )
 
@@ -147,6 +150,40 @@ async def test_tcp_health_fails_when_the_port_accepts_and_closes_at_once() -> No
         with pytest.raises(HealthError) as err:
             await wait_healthy(HOST, port, Health(timeout=1, interval=0.1))
         assert "closed at once" in str(err.value)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_failed_check_is_retried_soon_then_twice_as_late_up_to_the_interval() -> None:
+    pauses = [retry_pause(n, 0.2) for n in range(1, 8)]
+    assert pauses == [FIRST_RETRY, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2]
+    assert retry_pause(1000, 0.2) == 0.2
+
+
+async def test_tcp_health_without_settle_takes_a_connection_closed_at_once() -> None:
+    """A runtime whose ports nothing forwards (the process runtime) asks for no settle: an
+    accepted connection is the instance itself listening."""
+    async def slam(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(slam, HOST, 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        await wait_healthy(HOST, port, Health(timeout=5, interval=0.1), settle=0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_listening_returns_once_the_port_accepts() -> None:
+    port = closed_port()
+    waiting = asyncio.create_task(listening(HOST, port))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    server = await asyncio.start_server(answer, HOST, port)
+    try:
+        await asyncio.wait_for(waiting, 10)
     finally:
         server.close()
         await server.wait_closed()

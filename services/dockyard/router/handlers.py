@@ -166,13 +166,15 @@ class Router:
             checked_envelope(event, subject)  # before its names are used as keys
         except Unverified as exc:
             _refuse(log, exc)
-        if (ended := await self.timeouts.timed_out(event.deployment_id)) is not None:
-            _refuse(log, EndedDeploy(event.app, event.deployment_id,
-                                     f"the deploy already ended as timeout: {ended.reason}"))
         async with self.lock:
-            live, pending, maintenance = await self._state()
-            verdict = await self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP)
-            placement = await self.placements.get(event.app, event.release)
+            # Independent reads, asked at once: each is a round trip on the switch's path.
+            ended, (live, pending, maintenance), verdict, placement = await asyncio.gather(
+                self.timeouts.timed_out(event.deployment_id), self._state(),
+                self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP),
+                self.placements.get(event.app, event.release))
+            if ended is not None:
+                _refuse(log, EndedDeploy(event.app, event.deployment_id,
+                                         f"the deploy already ended as timeout: {ended.reason}"))
             try:
                 verified = verified_switch(event, subject, verdict, placement, self.hosts)
             except Unverified as exc:
@@ -329,8 +331,8 @@ class Router:
                     raise asyncio.CancelledError
 
     async def _state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        return (await self.routes.all_live(), await self.routes.all_pending(),
-                await self.maintenance.all_on())
+        return await asyncio.gather(self.routes.all_live(), self.routes.all_pending(),
+                                    self.maintenance.all_on())
 
     async def _announce(self, event: HookSucceeded, fact: Fact[Any]) -> Event[Any]:
         return await self.emitter.emit(self.emitter.after(event, fact))

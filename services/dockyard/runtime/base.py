@@ -94,6 +94,9 @@ class Runtime(Protocol):
     """What the builder, hook-runner and scheduler need from wherever apps run."""
 
     name: str
+    # How long a TCP health check's connection must stay open to count: more than 0 where a
+    # forwarder in front of an instance's port accepts connections for it (see health.py).
+    tcp_settle: float
 
     async def build(self, app: str, build_id: str, source: Path, log: LogSink, *,
                     dockerfile: str = "Dockerfile", command: str | None = None,

@@ -34,6 +34,7 @@ from dockyard.runtime.base import (
     StartError,
 )
 from dockyard.runtime.buildpacks import BuildStepFailed, MissingTool, first_error
+from dockyard.runtime.health import TCP_SETTLE
 
 logger = structlog.get_logger(__name__)
 
@@ -61,6 +62,7 @@ class DockerRuntime:
     """Runs apps as containers of a Docker engine through its API (aiodocker)."""
 
     name = "docker"
+    tcp_settle = TCP_SETTLE  # docker-proxy accepts on a published port for the container
 
     def __init__(self, docker: aiodocker.Docker | None = None, host_ip: str = "127.0.0.1",
                  start_settle: float = 0.5, confinement: dc.Confinement = dc.DEFAULTS,

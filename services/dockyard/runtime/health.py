@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 
@@ -16,8 +17,11 @@ log = structlog.get_logger(__name__)
 # A probe that hangs (a server that accepts and never answers) must not eat the whole timeout
 # in one attempt, or a server that becomes ready later would be missed.
 MAX_ATTEMPT = 5.0
-# How long an accepted TCP connection must stay open to count (see held_open).
+# How long an accepted TCP connection must stay open to count behind a port forwarder
+# (see held_open); a runtime whose ports nothing forwards asks for 0.
 TCP_SETTLE = 0.2
+# The first retry comes this soon; each next one twice as late, up to the check's interval.
+FIRST_RETRY = 0.01
 
 
 class HealthError(StartError):
@@ -63,6 +67,8 @@ def describe(exc: OSError) -> str:
 
 async def held_open(reader: asyncio.StreamReader, settle: float = TCP_SETTLE) -> str | None:
     """None when an accepted connection stays open for `settle` seconds (or the server speaks)."""
+    if settle <= 0:
+        return None
     # A port forwarder (Docker's docker-proxy on a published port) accepts every connection
     # even when nothing listens behind it, then closes it at once: that is not healthy.
     try:
@@ -72,7 +78,8 @@ async def held_open(reader: asyncio.StreamReader, settle: float = TCP_SETTLE) ->
     return None if data else "the connection was closed at once (nothing listens behind the port)"
 
 
-async def probe(host: str, port: int, path: str | None) -> str | None:
+async def probe(host: str, port: int, path: str | None,
+                settle: float = TCP_SETTLE) -> str | None:
     """One check: None when healthy, else the reason it is not."""
     try:
         reader, writer = await asyncio.open_connection(host, port)
@@ -80,7 +87,7 @@ async def probe(host: str, port: int, path: str | None) -> str | None:
         return f"TCP connect failed ({describe(exc)})"
     try:
         if path is None:
-            return await held_open(reader)
+            return await held_open(reader, settle)
         writer.write(http_request(host, port, path))
         await writer.drain()
         line = await reader.readline()
@@ -98,13 +105,37 @@ async def probe(host: str, port: int, path: str | None) -> str | None:
             pass  # the peer already reset it; nothing left to release
 
 
+def retry_pause(attempts: int, interval: float) -> float:
+    """How long to wait after the `attempts`-th failed try: FIRST_RETRY, then twice as long
+    each time, never more than `interval`."""
+    return min(FIRST_RETRY * (1 << min(attempts - 1, 30)), interval)
+
+
+async def listening(host: str, port: int) -> None:
+    """Return once something accepts a TCP connection on the port (retried soon at first)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(retry_pause(attempts, Health().interval))
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
 async def wait_healthy(
     host: str,
     port: int,
     health: Health,
     alive: Callable[[], Awaitable[bool]] | None = None,
+    settle: float = TCP_SETTLE,
 ) -> None:
-    """Retry the check every health.interval until it passes; HealthError after health.timeout."""
+    """Retry the check until it passes, soon at first, then every health.interval; HealthError
+    after health.timeout. `settle`: how long a TCP check's connection must stay open."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + health.timeout
     what = f"HTTP GET {health.path}" if health.path else "TCP connect"
@@ -120,7 +151,7 @@ async def wait_healthy(
                                           f"after {attempts} attempts (last: {last})")
         attempts += 1
         try:
-            reason = await asyncio.wait_for(probe(host, port, health.path),
+            reason = await asyncio.wait_for(probe(host, port, health.path, settle),
                                             min(remaining, MAX_ATTEMPT))
         except TimeoutError:
             reason = "no answer in time"
@@ -128,4 +159,5 @@ async def wait_healthy(
             log.debug("healthy", host=host, port=port, check=what, attempts=attempts)
             return
         last = reason
-        await asyncio.sleep(min(health.interval, max(deadline - loop.time(), 0)))
+        await asyncio.sleep(min(retry_pause(attempts, health.interval),
+                                max(deadline - loop.time(), 0)))

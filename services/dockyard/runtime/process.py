@@ -49,6 +49,7 @@ from dockyard.runtime.base import (
     OutputLine,
     StartError,
 )
+from dockyard.runtime.health import listening
 from dockyard.runtime.shim import (
     GRACE_FILE,
     KILL_NOW,
@@ -68,7 +69,9 @@ SHELL = "/bin/sh"  # absolute: the app's own PATH must not decide which shell ru
 HOST_ENV_KEYS = ("PATH", "HOME", "LANG")
 LOOPBACK = "127.0.0.1"
 PREDEPLOY_MARK = "-predeploy-"
-EARLY_EXIT = 0.3  # an instance that dies this fast (once its command started) never started
+# An instance that dies this fast (once its command started) never started; one that listens
+# on its port sooner has started (the health check goes on from there).
+EARLY_EXIT = 0.3
 START_WAIT = 15.0  # how long a shim may take to start its command
 START_TAIL = 20
 INTENT_FILE = "intent.json"  # an instance launched but not yet recorded
@@ -78,6 +81,7 @@ OUTPUT_POLL = 0.25  # how often a followed instance output file is looked at for
 INSTANCE_GRACE = 10.0  # a stop names its own grace; this is the shim's if a stop names none
 RUN_KEEP = 3600.0  # a taken result stays this long, for a runner that died before recording it
 POLL = 0.05
+FIRST_POLL = 0.005  # a shim's pid file is looked for this soon, then twice as late up to POLL
 
 
 class BuildCommandFailed(BuildError):
@@ -266,6 +270,7 @@ class ProcessRuntime:
     """Release dirs are copied trees; every command runs under a shim, as the app's user."""
 
     name = "process"
+    tcp_settle = 0.0  # an instance listens on its loopback port itself: nothing forwards it
 
     def __init__(self, root: Path, apps_dir: Path, *, pids_limit: int = 256,
                  data_dir: Path | None = None,
@@ -695,12 +700,12 @@ class ProcessRuntime:
         self._procs[id_] = proc
         try:
             await self._until_started(run_dir, proc)
-            await asyncio.wait_for(asyncio.shield(proc.wait()), EARLY_EXIT)
-        except TimeoutError:
-            logger.info("instance started", pid=proc.pid, **fields)
-            return record.ref()
+            exited = await _exits_early(proc, record.ref())
         finally:
             (run_dir / SPEC_FILE).unlink(missing_ok=True)  # noqa: ASYNC240 (the config goes)
+        if not exited:
+            logger.info("instance started", pid=proc.pid, **fields)
+            return record.ref()
         status = runs.read_status(run_dir)
         code = status.exit_code if status is not None else proc.returncode
         lines = tail(logfile.read_text(errors="replace")) if logfile.exists() else []
@@ -713,6 +718,7 @@ class ProcessRuntime:
     async def _until_started(self, run_dir: Path, proc: asyncio.subprocess.Process) -> None:
         """Wait until the shim started the command (its pid file) or ended; bounded."""
         deadline = time.monotonic() + START_WAIT
+        pause = FIRST_POLL
         while not (run_dir / PID_FILE).exists() and proc.returncode is None:  # noqa: ASYNC240
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
@@ -720,7 +726,8 @@ class ProcessRuntime:
                 await proc.wait()
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), POLL)
+                await asyncio.wait_for(asyncio.shield(proc.wait()), pause)
+            pause = min(pause * 2, POLL)
 
     async def is_alive(self, ref: InstanceRef) -> bool:
         """Whether an instance's process still runs (for wait_healthy's alive)."""
@@ -880,3 +887,16 @@ class ProcessRuntime:
             else:
                 await asyncio.sleep(POLL)
         return True
+
+
+async def _exits_early(proc: asyncio.subprocess.Process, ref: InstanceRef) -> bool:
+    """Whether an instance's shim ends within EARLY_EXIT, unless its port accepts before."""
+    ended = asyncio.ensure_future(proc.wait())
+    up = asyncio.ensure_future(listening(ref.host, ref.port or 0))
+    try:
+        await asyncio.wait({ended, up}, timeout=EARLY_EXIT,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (ended, up):
+            task.cancel()
+    return proc.returncode is not None

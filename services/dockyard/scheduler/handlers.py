@@ -193,7 +193,8 @@ class Scheduler:
                 continue
             what = f"HTTP GET {health.path} answering 2xx" if health.path else "TCP connect"
             await deploy_log.system(f"waiting for {ref.id}: {what} within {health.timeout:g}s")
-            await wait_healthy(ref.host, ref.port, health, _alive(runtime, event.subject, ref))
+            await wait_healthy(ref.host, ref.port, health, _alive(runtime, event.subject, ref),
+                               settle=runtime.tcp_settle)
             await deploy_log.system(f"{ref.id} is healthy")
         return started
 
@@ -312,7 +313,8 @@ class Scheduler:
             for ref in started:
                 if ref.process == placement.WEB and ref.port is not None:
                     await wait_healthy(ref.host, ref.port, spec.plan.health,
-                                       _alive(runtime, cmd.app, ref))
+                                       _alive(runtime, cmd.app, ref),
+                                       settle=runtime.tcp_settle)
                     await op_log.system(f"{ref.id} is healthy")
         except Exception as exc:
             for ref in started:
