@@ -293,11 +293,13 @@ async def test_old_release_finishes_in_flight_requests_then_retires(
     assert isinstance(end1, DeploySucceeded), end1
 
     got: dict[str, float | int] = {}
+    switch_seen = asyncio.Event()
 
-    async def slow_download() -> None:
-        # Read at ~10 MB/s, so the download spans the switch (v2 has no big.bin: a request
-        # routed to v2 would be a 404).
-        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+    async def held_download() -> None:
+        # The first chunk before the switch, the rest once the switch is seen: the request
+        # spans it whatever the machine's speed (v2 has no big.bin: a request routed to v2
+        # would be a 404).
+        async with httpx.AsyncClient(timeout=60) as http, http.stream(
                 "GET", f"http://127.0.0.1:{running.port}/big.bin",
                 headers={"Host": f"{app}.localhost"}) as response:
             got["status"] = response.status_code
@@ -305,7 +307,8 @@ async def test_old_release_finishes_in_flight_requests_then_retires(
             size = 0
             async for chunk in response.aiter_bytes(256 * 1024):
                 size += len(chunk)
-                await asyncio.sleep(0.025)
+                if not switch_seen.is_set():
+                    await asyncio.wait_for(switch_seen.wait(), 60)
             got["size"] = size
             got["ended"] = time.monotonic()
 
@@ -315,7 +318,9 @@ async def test_old_release_finishes_in_flight_requests_then_retires(
     async def on_event(event: object) -> None:
         marks.setdefault(event.type, time.monotonic())  # type: ignore[attr-defined]
         if isinstance(event, HookStarted):
-            download.append(asyncio.create_task(slow_download()))
+            download.append(asyncio.create_task(held_download()))
+        if isinstance(event, TrafficSwitched):
+            switch_seen.set()
 
     # postdeploy `sleep 1`: the download starts on v1 before the switch; after_switch
     # `sleep 2` keeps the old instances up (they retire after it and the drain).

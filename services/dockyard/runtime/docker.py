@@ -404,11 +404,14 @@ class DockerRuntime:
             if exc.status != 404:
                 raise
         try:
-            await self.docker.networks.create(dc.network_config(app))
+            await self.docker.networks.create(self._network_config(app))
             logger.info("network created", app=app, network=dc.network_name(app))
         except DockerError as exc:
             if exc.status != 409:  # another service created it first
                 raise
+
+    def _network_config(self, app: str) -> dict[str, Any]:
+        return dc.network_config(app)
 
     async def _release_network(self, app: str) -> None:
         """Remove the app's network once no container of the app (running or not) is left."""

@@ -52,26 +52,13 @@ class SwarmRuntime(DockerRuntime):
 
     # ------------------------------------------------------------ the app's network
 
-    async def _ensure_network(self, app: str) -> None:
+    def _network_config(self, app: str) -> dict[str, Any]:
         """The app's own overlay network (attachable: a committed predeploy joins it too)."""
-        try:
-            await self.docker.networks.get(dc.network_name(app))
-            return
-        except DockerError as exc:
-            if exc.status != 404:
-                raise
-        config = sc.network_config(app) | {"Attachable": True}
-        try:
-            await self.docker.networks.create(config)
-            logger.info("network created", app=app, network=dc.network_name(app))
-        except DockerError as exc:
-            if exc.status != 409:
-                raise
+        return sc.network_config(app)
 
     async def _release_network(self, app: str) -> None:
-        if await self._services({dc.LABEL_APP: app}):
-            return
-        await super()._release_network(app)
+        """The app's overlay network stays until the app is removed: Swarm tears an overlay
+        down asynchronously, and a service created meanwhile finds it gone."""
 
     # ------------------------------------------------------------ services and tasks
 
@@ -150,7 +137,6 @@ class SwarmRuntime(DockerRuntime):
                 raise StartError(f"{spec.process}.{spec.index}: Swarm published no port")
         except BaseException:
             await self._delete(service_id, 0.0)
-            await self._release_network(spec.app)
             raise
         ref = await self._task_ref({"ID": service_id, "Spec": {"Labels": args["labels"]}}, task)
         logger.info("started", app=spec.app, deployment_id=spec.deployment_id,
@@ -190,16 +176,7 @@ class SwarmRuntime(DockerRuntime):
 
     async def stop_instance(self, ref: InstanceRef, grace: float) -> None:
         """Stop (SIGTERM, grace, SIGKILL) and remove an instance's service; gone is fine."""
-        try:
-            service = await self.docker.services.inspect(ref.id)
-        except DockerError as exc:
-            if exc.status != 404:
-                raise
-            return
-        app = ((service.get("Spec") or {}).get("Labels") or {}).get(dc.LABEL_APP)
         await self._delete(ref.id, grace)
-        if app:
-            await self._release_network(app)
         logger.info("stopped", id=ref.id[:12], process=ref.process, release=ref.release)
 
     async def list_instances(self, app: str) -> list[InstanceRef]:
@@ -263,7 +240,6 @@ class SwarmRuntime(DockerRuntime):
         for stream in ("out", "err"):
             await self._catch_up(service_id, log, stream, seen)
         await self._delete(service_id, 0.0)
-        await self._release_network(spec.app)
         duration = time.time() - started
         logger.info("ran", app=spec.app, deployment_id=spec.deployment_id, release=spec.release,
                     container=spec.container, exit_code=exit_code, timed_out=timed_out,
@@ -319,4 +295,6 @@ class SwarmRuntime(DockerRuntime):
         for service in await self._services({dc.LABEL_APP: app}):
             await self._delete(str(service["ID"]), 0.0)
             removed.append(f"service {(service.get('Spec') or {}).get('Name', service['ID'])}")
-        return removed + await super().remove_app(app)
+        removed += await super().remove_app(app)
+        await DockerRuntime._release_network(self, app)  # noqa: SLF001 (the docker runtime's own)
+        return removed

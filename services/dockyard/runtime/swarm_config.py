@@ -20,7 +20,8 @@ ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "re
 def network_config(app: str) -> dict[str, Any]:
     """The app's own overlay network: its tasks reach each other on any node, no other app's."""
     return {"Name": dc.network_name(app), "Driver": "overlay", "CheckDuplicate": True,
-            "Attachable": False, "Labels": dc.network_labels(app)}
+            # Attachable: a predeploy to commit runs as a plain container, on this network too.
+            "Attachable": True, "Labels": dc.network_labels(app)}
 
 
 def _container_spec(image: str, command: str, env: Mapping[str, str],
