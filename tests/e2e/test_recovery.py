@@ -228,6 +228,7 @@ async def test_up_killed_with_its_group_mid_deploy_starts_again_adopting_what_su
                 rt = await runtimes.get(runtime)
                 for ref in await rt.list_instances(app):
                     await rt.stop_instance(ref, 1.0)
+                await rt.remove_app(app)  # its images and network
             finally:
                 await runtimes.close()
                 remove(apps_dir)

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,28 +271,33 @@ def ensure_python_base() -> str:
 
     mmdebstrap downloads the packages from the Debian mirror; the host's extra CA
     certificates are copied in so pip inside a build trusts what the host trusts."""
-    if _docker("image", "inspect", PY_BASE, timeout=60).returncode == 0:
+    size = _docker("image", "inspect", "-f", "{{.Size}}", PY_BASE, timeout=60)
+    if size.returncode == 0 and size.stdout.strip() not in ("", "0"):
         return PY_BASE
+    if size.returncode == 0:
+        # An empty image of that tag: a build cut short once imported what it had (nothing).
+        _docker("rmi", "-f", PY_BASE, timeout=60)
     if shutil.which("mmdebstrap") is None:
         _missing_tool("mmdebstrap", f"it builds {PY_BASE}: apt-get install mmdebstrap")
     hook = ('for c in /usr/local/share/ca-certificates/*.crt; do [ -f "$c" ] && '
             'cp "$c" "$1/usr/local/share/ca-certificates/"; done; '
             'chroot "$1" update-ca-certificates >/dev/null')
-    strap = subprocess.Popen(
-        ["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
-         "--dpkgopt=path-exclude=/usr/share/locale/*", f"--customize-hook={hook}",
-         "trixie", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert strap.stdout is not None
-    imported = subprocess.run(
-        ["docker", "import", "--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-         "--change", 'CMD ["python3"]', "-", PY_BASE],
-        stdin=strap.stdout, capture_output=True, text=True, timeout=900, check=False)
-    strap.stdout.close()
-    err = strap.stderr.read().decode() if strap.stderr else ""
-    if strap.wait(60) != 0 or imported.returncode != 0:
+    with tempfile.TemporaryDirectory(prefix="dockyard-pybase-") as tmp:
+        # Written to a file first: a bootstrap that fails or is killed is never imported.
+        tarball = Path(tmp) / "root.tar"
+        strap = subprocess.run(
+            ["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+             "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+             "--dpkgopt=path-exclude=/usr/share/locale/*", f"--customize-hook={hook}",
+             "trixie", str(tarball)], capture_output=True, text=True, timeout=900, check=False)
+        if strap.returncode != 0:
+            pytest.fail(f"building {PY_BASE} failed (mmdebstrap {strap.returncode}):\n"
+                        f"{strap.stderr[-3000:]}")
+        imported = _docker("import", "--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                           "--change", 'CMD ["python3"]', str(tarball), PY_BASE, timeout=900)
+    if imported.returncode != 0:
         _docker("rmi", "-f", PY_BASE, timeout=60)
-        pytest.fail(f"building {PY_BASE} failed:\n{err[-3000:]}\n{imported.stderr}")
+        pytest.fail(f"importing {PY_BASE} failed:\n{imported.stderr}")
     return PY_BASE
 
 

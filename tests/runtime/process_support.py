@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from dockyard.runtime.apptree import remove_tree
-from dockyard.runtime.process import ProcessRuntime
 from dockyard.runtime.select import Runtimes
 from dockyard.runtime.shim import proc_stat
 from dockyard.settings import Settings
@@ -76,14 +75,14 @@ def remove(path: Path) -> None:
 
 
 async def remove_process_app(settings: Settings, app: str) -> None:
-    """Stop an app's instances, remove its tree and its user, then the apps dir."""
+    """Stop an app's instances and remove what it left (its tree and user on the process
+    runtime, its images and network on docker), then the apps dir."""
     runtimes = Runtimes(settings)
     try:
         runtime = await runtimes.get()
         for ref in await runtime.list_instances(app):
             await runtime.stop_instance(ref, 2.0)
-        if isinstance(runtime, ProcessRuntime):
-            await runtime.remove_app(app)
+        await runtime.remove_app(app)
     finally:
         await runtimes.close()
         remove(settings.apps_root)

@@ -144,8 +144,10 @@ def writable_entries(root: Path) -> list[Path]:
 
 
 def host(rt: ProcessRuntime, app: str = APP) -> dict[str, str]:
-    """The host env commands see: HOME is the app's own when it has a user of its own."""
-    return {**os.environ, "HOME": str(rt.apps_dir / app / "home")} if IS_ROOT else dict(os.environ)
+    """The host env commands see: TMPDIR is the app's own, and so is HOME when it has a user
+    of its own."""
+    env = {**os.environ, "TMPDIR": str(rt.apps_dir / app / "tmp")}
+    return {**env, "HOME": str(rt.apps_dir / app / "home")} if IS_ROOT else env
 
 
 def record(rt: ProcessRuntime, app: str, id_: str) -> InstanceRecord:
@@ -295,6 +297,20 @@ async def test_oneoff_env_is_exactly_the_spec(
     assert not any("hunter2" in t for t in log.texts())
     # The run's files keep no config once the result is taken.
     assert not (oneoff_run_dir(rt.root, spec) / "spec.json").exists()
+
+
+async def test_an_apps_temp_files_stay_in_its_tree_and_go_with_it(
+        rt: ProcessRuntime, artifact: str, mark: str) -> None:
+    # Seen by the suite's leftovers check: an app's `mktemp -d` wrote into the host's /tmp,
+    # where nothing removed it (and every app shared it).
+    log = Lines()
+    spec = oneoff(artifact, "d=$(mktemp -d) && touch $d/made && echo $d", mark)
+    assert (await rt.run_oneoff(spec, log)).exit_code == 0
+    [made] = log.texts("out")
+    assert Path(made).parent == rt.apps_dir / APP / "tmp"
+    assert (Path(made) / "made").exists()
+    await rt.remove_app(APP)
+    assert not Path(made).exists()  # noqa: ASYNC240 (one stat, in a test)
 
 
 async def test_oneoff_timeout_kills_the_whole_tree(

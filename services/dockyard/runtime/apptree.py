@@ -58,6 +58,11 @@ class AppTree:
         """The app user's $HOME."""
         return self.root / "home"
 
+    @property
+    def tmp(self) -> Path:
+        """The app's $TMPDIR: its own, not the host's shared /tmp (gone with the app)."""
+        return self.root / "tmp"
+
 
 def unreachable_ancestor(path: Path) -> Path | None:
     """The first directory above path that other users cannot pass through, if any."""
@@ -84,17 +89,18 @@ def prepare_tree(apps_dir: Path, app: str, isolated: bool) -> AppTree:
     root.mkdir(exist_ok=True)
     user = ensure_user(app, root / "home", apps_dir / USERS_LOCK) if isolated else None
     tree = AppTree(root=root, user=user)
-    for path in (tree.builds, tree.work, tree.home):
+    for path in (tree.builds, tree.work, tree.home, tree.tmp):
         path.mkdir(exist_ok=True)
     if user is None:
-        for path in (root, tree.builds, tree.work, tree.home):
+        for path in (root, tree.builds, tree.work, tree.home, tree.tmp):
             os.chmod(path, PRIVATE)
         return tree
     for path in (root, tree.builds, tree.work):
         os.chown(path, 0, user.gid)
         os.chmod(path, APP_DIR_MODE)
-    os.chown(tree.home, user.uid, user.gid)
-    os.chmod(tree.home, PRIVATE)
+    for path in (tree.home, tree.tmp):
+        os.chown(path, user.uid, user.gid)
+        os.chmod(path, PRIVATE)
     return tree
 
 

@@ -66,7 +66,7 @@ logger = structlog.get_logger(__name__)
 __all__ = ["ProcessRuntime", "safe_name"]
 
 SHELL = "/bin/sh"  # absolute: the app's own PATH must not decide which shell runs its commands
-HOST_ENV_KEYS = ("PATH", "HOME", "LANG")
+HOST_ENV_KEYS = ("PATH", "HOME", "LANG", "TMPDIR")
 LOOPBACK = "127.0.0.1"
 PREDEPLOY_MARK = "-predeploy-"
 # An instance that dies this fast (once its command started) never started; one that listens
@@ -129,12 +129,13 @@ def host_env(host: Mapping[str, str]) -> dict[str, str]:
 
 
 def oneoff_env(spec_env: Mapping[str, str], host: Mapping[str, str]) -> dict[str, str]:
-    """spec.env plus PATH/HOME/LANG from the host; the app's own values win."""
+    """spec.env plus PATH/HOME/LANG/TMPDIR from the host; the app's own values win."""
     return {**host_env(host), **spec_env}
 
 
 def instance_env(spec_env: Mapping[str, str], port: int, host: Mapping[str, str]) -> dict[str, str]:
-    """An instance's env: its config, PATH/HOME/LANG, and the PORT we chose (which wins)."""
+    """An instance's env: its config, PATH/HOME/LANG/TMPDIR, and the PORT we chose (which
+    wins)."""
     return {**oneoff_env(spec_env, host), "PORT": str(port)}
 
 
@@ -300,10 +301,12 @@ class ProcessRuntime:
         return await asyncio.to_thread(self._prepare, app)
 
     def _host(self, tree: AppTree) -> dict[str, str]:
-        """The host env a command's PATH/HOME/LANG come from (HOME: the app's own)."""
+        """The host env a command's PATH/HOME/LANG/TMPDIR come from (HOME and TMPDIR: the app's
+        own, so what it writes to its temp dir stays in its tree and goes with it)."""
         env = dict(os.environ)
         if tree.user is not None:
             env["HOME"] = str(tree.home)
+        env["TMPDIR"] = str(tree.tmp)
         return env
 
     def _shim_spec(self, tree: AppTree, command: str, cwd: Path, env: dict[str, str],
