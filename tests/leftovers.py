@@ -22,6 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Images the tests build once and keep on purpose, by tag: building them costs minutes (the
 # README's "Tests" section says so). Everything else an engine holds after the suite is new.
 KEPT_IMAGES = ("dockyard-test/", "dockyard-base/")
+# Untagged images are layers: a kept image's build stages (its cache, kept on purpose) and the
+# image a rebuild replaced. They are removed after the suite in CI, never reported: an app's
+# leftover image is tagged, and is.
+UNTAGGED = "<none>:<none>"
 # Container processes belong to the engine's shims; containers are checked as containers.
 ENGINE = ("containerd-shim", "containerd-shim-runc-v2", "dockerd", "containerd", "runc")
 SETTLE = 10.0  # seconds to let a process that is being stopped go before it counts
@@ -103,7 +107,7 @@ def _engine() -> dict[str, set[str]]:
                                  "{{.ID}} {{.Names}} {{.Image}} {{.Status}}")),
         "image": {line for line in _docker("images", "--no-trunc", "--format",
                                            "{{.ID}} {{.Repository}}:{{.Tag}}")
-                  if not line.split(" ", 1)[1].startswith(KEPT_IMAGES)},
+                  if not line.split(" ", 1)[1].startswith(KEPT_IMAGES + (UNTAGGED,))},
         "network": set(_docker("network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}")),
         "volume": set(_docker("volume", "ls", "--format", "{{.Name}}")),
     }
@@ -168,6 +172,8 @@ class Snapshot:
             if remove:
                 with contextlib.suppress(OSError):
                     os.kill(proc.pid, signal.SIGKILL)
+        if remove:
+            _docker("image", "prune", "-f")  # the untagged layers the suite's builds left
         engine = _engine()
         for kind in ("container", "image", "network", "volume"):
             new = engine[kind] - self.engine[kind]

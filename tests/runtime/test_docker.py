@@ -286,7 +286,9 @@ async def _wait_running(engine: aiodocker.Docker, s: OneOffSpec) -> list[str]:
 
 async def test_a_restarted_runner_attaches_to_the_running_oneoff(
         runtime: DockerRuntime, engine: aiodocker.Docker, app: str, base_image: str) -> None:
-    s = spec(app, base_image, "echo marker-started; sleep 2; echo done")
+    # It runs until told to end: a loaded machine cannot outlast it before the test looks.
+    s = spec(app, base_image, "echo marker-started; trap 'echo done; exit 0' USR1; "
+                              "while :; do sleep 0.05; done")
     first = asyncio.create_task(runtime.run_oneoff(s, Lines()))
     ids = await _wait_running(engine, s)
     # A crashed hook-runner: its task goes away, the container is left running.
@@ -299,8 +301,13 @@ async def test_a_restarted_runner_attaches_to_the_running_oneoff(
     restarted = DockerRuntime()
     try:
         second = asyncio.create_task(restarted.run_oneoff(s, log))
-        await asyncio.sleep(0.5)
+        for _ in range(600):  # attached once it reads the container's output again
+            if log.of("out"):
+                break
+            await asyncio.sleep(0.05)
+        assert log.of("out") == ["marker-started"]
         assert await containers_of(engine, s) == ids  # attached, not started again
+        await engine.containers.container(ids[0]).kill(signal="USR1")
         result = await second
     finally:
         await restarted.close()
