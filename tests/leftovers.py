@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.runtime.shim import all_pids, proc_stat
+
 REPO = Path(__file__).resolve().parents[1]
 # Images the tests build once and keep on purpose, by tag: building them costs minutes (the
 # README's "Tests" section says so). Everything else an engine holds after the suite is new.
@@ -42,23 +44,23 @@ class Proc:
 
 
 def _read_proc(pid: int) -> Proc | None:
+    stat = proc_stat(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
-    rest = stat[stat.rindex(")") + 2:].split()
-    # rest[0] is field 3 (state), rest[1] field 4 (ppid), rest[19] field 22 (starttime).
+    if stat is None:
+        return None
+    state, ppid, _, start = stat
     cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip() or f"[{comm}]"
-    return Proc(pid=pid, ppid=int(rest[1]), start=int(rest[19]), state=rest[0], comm=comm,
-                cmdline=cmdline)
+    return Proc(pid=pid, ppid=ppid, start=start, state=state, comm=comm, cmdline=cmdline)
 
 
 def processes() -> dict[int, Proc]:
     found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (proc := _read_proc(int(entry))) is not None:
+    for pid in all_pids():
+        if (proc := _read_proc(pid)) is not None:
             found[proc.pid] = proc
     return found
 

@@ -63,7 +63,7 @@ class SwarmRuntime(DockerRuntime):
     # ------------------------------------------------------------ services and tasks
 
     async def _services(self, labels: Mapping[str, str]) -> list[Mapping[str, Any]]:
-        return await self.docker.services.list(filters=sc.filters(labels))
+        return await self.docker.services.list(filters=dc.label_filters(labels))
 
     async def _task(self, service_id: str) -> Mapping[str, Any] | None:
         tasks = await self.docker.tasks.list(filters={"service": [service_id]})
@@ -86,7 +86,7 @@ class SwarmRuntime(DockerRuntime):
         grace asked for holds; elsewhere Swarm applies the grace the service was made with.
         Where this engine ran the task, its container is removed too (Swarm would, later)."""
         local = await self.docker.containers.list(
-            all=True, filters={"label": [f"{SWARM_SERVICE}={service_id}"]})
+            all=True, filters=dc.label_filters({SWARM_SERVICE: service_id}))
         if grace is not None:
             for container in local:
                 await self._stop(container, grace)

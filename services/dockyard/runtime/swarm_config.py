@@ -91,11 +91,6 @@ def oneoff_service(spec: OneOffSpec, confinement: dc.Confinement = dc.DEFAULTS) 
     }
 
 
-def filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
-    """A list filter on labels, as the services and tasks endpoints take it."""
-    return {"label": [f"{k}={v}" for k, v in labels.items()]}
-
-
 def latest_task(tasks: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The service's newest task (a one-replica service has one, unless it was replaced)."""
     if not tasks:
