@@ -62,6 +62,7 @@ from dockyard.state.formation import Formation
 from dockyard.state.locks import LockLost
 from dockyard.state.maintenance import turned
 from dockyard.state.placements import Placement
+from dockyard.state.routes import RouteUpdate
 from dockyard.state.sources import SourceMissing
 
 
@@ -225,10 +226,14 @@ class FakeRoutes:
 
     history: dict[str, list[LiveRelease]] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
+    delivered: list[RouteUpdate] = field(default_factory=list)  # what updates() yields
 
     async def live(self, app: str) -> LiveRelease | None:
         kept = self.history.get(app)
         return kept[-1] if kept else None
+
+    async def pending_mark(self, app: str) -> Pending | None:
+        return self.pending.get(app)
 
     async def live_history(self, app: str) -> list[LiveRelease]:
         return list(self.history.get(app, []))
@@ -254,12 +259,13 @@ class FakeRoutes:
         return gone
 
     @contextlib.asynccontextmanager
-    async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
-        async def none() -> AsyncIterator[None]:
-            return
-            yield  # pragma: no cover
+    async def updates(self) -> AsyncIterator[AsyncIterator[RouteUpdate]]:
+        """What a test queued in `delivered`, as a watcher would deliver it; then the end."""
+        async def queued() -> AsyncIterator[RouteUpdate]:
+            for update in self.delivered:
+                yield update
 
-        yield none()
+        yield queued()
 
 
 @dataclass
@@ -282,8 +288,8 @@ class FakeMaintenance:
         return self.records.pop(app, None) is not None
 
     @contextlib.asynccontextmanager
-    async def changes(self) -> AsyncIterator[AsyncIterator[None]]:
-        async def none() -> AsyncIterator[None]:
+    async def updates(self) -> AsyncIterator[AsyncIterator[Maintenance]]:
+        async def none() -> AsyncIterator[Maintenance]:
             return
             yield  # pragma: no cover
 

@@ -88,11 +88,18 @@ def test_overrides_from_flags_win_and_none_is_no_override(tmp_path: Path) -> Non
     ({"DOCKYARD_NATS_URL": "n1:4222"}, "DOCKYARD_NATS_URL must be nats://HOST:PORT"),
     ({"DOCKYARD_NATS_URL": "nats://u:secret@n1:4222"}, "with no credentials in them"),
     ({"DOCKYARD_NATS_URL": " , "}, "DOCKYARD_NATS_URL names no server"),
+    ({"DOCKYARD_ACCESS_LOG": "maybe"}, "DOCKYARD_ACCESS_LOG must be on or off, got 'maybe'"),
 ])
 def test_a_value_that_cannot_be_used_is_refused_naming_it(env: dict[str, str],
                                                           message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_the_access_log_is_on_unless_turned_off() -> None:
+    assert Settings.from_env({}).access_log is True
+    assert Settings.from_env({"DOCKYARD_ACCESS_LOG": "off"}).access_log is False
+    assert Settings.from_env({"DOCKYARD_ACCESS_LOG": " On "}).access_log is True
 
 
 def test_five_releases_keep_their_artifacts_unless_set() -> None:

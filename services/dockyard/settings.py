@@ -46,6 +46,18 @@ def _float(env: dict[str, str], name: str, default: float | None, *,
     return value
 
 
+def _on_off(env: dict[str, str], name: str, default: bool) -> bool:
+    """A switch: on/off (or true/false, 1/0, yes/no); SettingsError naming it otherwise."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError(f"{name} must be on or off, got {env[name]!r}")
+
+
 def _seconds(env: dict[str, str], name: str, default: float, *, positive: bool = False) -> float:
     value = _float(env, name, default, positive=positive)
     return default if value is None else value
@@ -153,6 +165,9 @@ class Settings:
     # The swarm runtime: the node addresses the router may send requests to (Swarm publishes a
     # web task's port on the node it placed the task on).
     swarm_hosts: tuple[str, ...] = ("127.0.0.1",)
+    # The router's Caddy logs every request to the router, which measures each release's
+    # answers (README: Metrics); off saves the proxy that work (bench/README.md: Data plane).
+    access_log: bool = True
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
     @classmethod
@@ -202,6 +217,7 @@ class Settings:
             static_image=env.get("DOCKYARD_STATIC_IMAGE") or "python:3-slim",
             swarm_hosts=tuple(h.strip() for h in (env.get("DOCKYARD_SWARM_HOSTS")
                                                   or "127.0.0.1").split(",") if h.strip()),
+            access_log=_on_off(env, "DOCKYARD_ACCESS_LOG", True),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         for key in ("data_dir", "nats_keys", "apps_dir"):

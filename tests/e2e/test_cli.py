@@ -402,22 +402,55 @@ async def test_ctrl_c_as_up_comes_up_leaves_no_bus_or_proxy_behind(tmp_path: Pat
     # Ctrl-C the moment it says it is up, before its own handler may be in place: asyncio's
     # default handler cancels it then, and its nats-server and Caddy must go all the same.
     data = tmp_path / "data"
-    up = await asyncio.create_subprocess_exec(
-        DOCKYARD, "up", "--http-port", str(free_port()), "--runtime", "process", "--data-dir",
-        str(data), env={**bare_env(), "DOCKYARD_LOG_LEVEL": "ERROR"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True)
+    up = await start_up(data)
     try:
         assert up.stdout is not None
         await asyncio.wait_for(up.stdout.readuntil(b"Dockyard is up"), 120)
         up.send_signal(signal.SIGINT)
-        await asyncio.wait_for(up.stdout.read(), 60)
-        assert await asyncio.wait_for(up.wait(), 60) in (0, 130)
-        left = await asyncio.to_thread(subprocess.run, ["pgrep", "-af", str(data)],
-                                       capture_output=True, text=True, timeout=10)
-        assert left.stdout == "", f"left running: {left.stdout}"
+        assert await ended(up) in (0, 130)
+        await assert_nothing_left(data)
     finally:
         await stop_up(up, data)
+
+
+async def test_sigterm_while_up_starts_leaves_no_bus_or_proxy_behind(tmp_path: Path) -> None:
+    # SIGTERM the moment its Caddy runs, while the services still start: before, SIGTERM's
+    # default action killed `up` there, and its nats-server and Caddy (each in a session of its
+    # own) kept running and serving.
+    data = tmp_path / "data"
+    up = await start_up(data)
+    try:
+        deadline = time.monotonic() + 120
+        while not (data / "caddy.json").exists():
+            assert up.returncode is None and time.monotonic() < deadline, "no Caddy started"
+            await asyncio.sleep(0.005)
+        up.send_signal(signal.SIGTERM)
+        assert await ended(up) == 0
+        await assert_nothing_left(data)
+    finally:
+        await stop_up(up, data)
+
+
+async def start_up(data: Path) -> asyncio.subprocess.Process:
+    """`dockyard up` on a fresh data dir and a free port, in a session of its own."""
+    return await asyncio.create_subprocess_exec(
+        DOCKYARD, "up", "--http-port", str(free_port()), "--runtime", "process", "--data-dir",
+        str(data), env={**bare_env(), "DOCKYARD_LOG_LEVEL": "ERROR"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
+
+
+async def ended(up: asyncio.subprocess.Process) -> int:
+    """Its exit code, once all it printed is read."""
+    assert up.stdout is not None
+    await asyncio.wait_for(up.stdout.read(), 60)
+    return await asyncio.wait_for(up.wait(), 60)
+
+
+async def assert_nothing_left(data: Path) -> None:
+    left = await asyncio.to_thread(subprocess.run, ["pgrep", "-af", str(data)],
+                                   capture_output=True, text=True, timeout=10)
+    assert left.stdout == "", f"left running: {left.stdout}"
 
 
 async def stop_up(up: asyncio.subprocess.Process, data: Path) -> None:

@@ -29,7 +29,9 @@ async def test_logs_follow_streams_live_and_the_records_read_back(
     app = running.app_name("logs")
     src = make_app(tmp_path / "src", running.runtime, "v1",
                    release="echo release-says-hi",
-                   postdeploy="echo live-one; sleep 3; echo live-two")
+                   # Its 6 s pause outlasts the follower's start on a loaded machine (a CPU
+                   # hog made the CLI join 1 s into a 3 s pause: both lines came 1.97 s apart).
+                   postdeploy="echo live-one; sleep 6; echo live-two")
     watch_done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     cmd = await running.client.request_deploy(app, src)
     dep = cmd.deployment_id

@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from faststream.nats import NatsBroker
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from dockyard.bus.embedded import free_port
+from dockyard.bus.broker import make_broker
+from dockyard.bus.embedded import EmbeddedNats, free_port
 from dockyard.bus.emit import Emitter
 from dockyard.contract import codec, subjects
 from dockyard.contract.events import (
@@ -31,7 +33,7 @@ from dockyard.contract.events import (
     new_id,
 )
 from dockyard.contract.plan import Plan
-from dockyard.router.app import SERVICE
+from dockyard.router.app import SERVICE, RouterDoors
 from dockyard.router.caddy import (
     CaddyAdmin,
     CaddyProcess,
@@ -42,14 +44,16 @@ from dockyard.router.caddy import (
     start_caddy,
 )
 from dockyard.router.verify import POSTDEPLOY_STEP
-from dockyard.state.placements import Placement, PlacementWriter
-from dockyard.state.steps import StepRecords
+from dockyard.state.placements import Placement, PlacementWriter, open_placement_writer
+from dockyard.state.steps import StepRecords, open_steps
+from tests.conftest import TEST, Bus
 from tests.events import make
 
 
 @dataclass
 class Upstream:
-    """A tiny HTTP/1.1 server answering its name; `/slow` answers after one second."""
+    """A tiny HTTP/1.1 server answering its name; `/slow` answers after one second, `/error`
+    with a 500."""
 
     name: str
     port: int = 0
@@ -81,8 +85,9 @@ class Upstream:
                 if path.startswith(b"/slow"):
                     await asyncio.sleep(1.0)
                 body = self.name.encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                status = b"500 Internal Server Error" if path.startswith(b"/error") else b"200 OK"
+                writer.write(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -250,3 +255,40 @@ class RecordingEmitter(Emitter):
     async def emit(self, event: Event[Any]) -> Event[Any]:
         self.emitted.append(event)
         return event
+
+
+# ------------------------------------------------------------------ real Caddy, real bus
+
+
+@dataclass
+class Gate:
+    """The scheduler's and the hook-runner's records, written on the real bus."""
+
+    steps: StepRecords
+    placements: PlacementWriter
+
+    async def open(self, event: HookSucceeded) -> HookSucceeded:
+        await open_gate(self.steps, self.placements, event)
+        return event
+
+
+@pytest.fixture
+async def broker(nats_server: EmbeddedNats) -> AsyncIterator[NatsBroker]:
+    """A connected broker to publish with."""
+    b = make_broker(nats_server.url, "router-test",
+                    credentials=nats_server.credentials(TEST))
+    await b.start()
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+async def doors(bus: Bus) -> RouterDoors:
+    """The router's doors, as the router service opens them."""
+    return await bus.doors(RouterDoors, SERVICE.name)
+
+
+@pytest.fixture
+async def gate(bus: Bus) -> Gate:
+    return Gate(steps=await open_steps(bus.js, "hook-runner"),
+                placements=await open_placement_writer(bus.js, "scheduler"))

@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ import pytest
 import structlog
 from faststream.nats import NatsBroker
 
-from dockyard.bus.broker import Rejected, make_broker
-from dockyard.bus.embedded import EmbeddedNats, free_port
+from dockyard.bus.broker import Rejected
+from dockyard.bus.embedded import free_port
 from dockyard.bus.emit import Emitter
 from dockyard.contract import subjects
 from dockyard.contract.events import (
@@ -42,14 +42,14 @@ from dockyard.router.handlers import Router
 from dockyard.router.verify import POSTDEPLOY_STEP
 from dockyard.settings import Settings
 from dockyard.state.maintenance import open_maintenance_store
-from dockyard.state.placements import Placement, PlacementWriter, open_placement_writer
-from dockyard.state.steps import StepRecords, open_steps
-from tests.conftest import TEST, Bus
+from dockyard.state.placements import Placement
+from tests.conftest import Bus
 from tests.events import make
 from tests.fakes import FakeInFlight, FakeMaintenance, FakePlacements, FakeRoutes, FakeSteps
 
 from .conftest import (
     FakeAdmin,
+    Gate,
     RecordingEmitter,
     Upstream,
     app_name,
@@ -329,6 +329,69 @@ async def test_rebuild_loads_a_caddy_serving_less_and_leaves_one_serving_the_rec
     assert third.served("blog") == ["127.0.0.1:5002"]
 
 
+async def test_a_lagging_watchers_older_record_never_routes_traffic_back(rig: Rig) -> None:
+    """The chaos run under a CPU hog saw two 502s: the routes watcher, lagging, delivered
+    release 1's record after the router had switched to release 2, the router routed to it,
+    and the scheduler had stopped release 1's instances."""
+    first = hook_succeeded("shop", deployment(), 1, [WEB])
+    await rig.gate(first)
+    await rig.deliver(first)
+    second = hook_succeeded("shop", deployment(), 2, [WEB2])
+    await rig.gate(second)
+    await rig.deliver(second)
+    assert rig.served("shop") == ["127.0.0.1:5002"]
+    rig.routes.delivered = [rig.routes.history["shop"][0]]  # release 2's is yet to come
+    await rig.router.follow_state()
+    assert rig.served("shop") == ["127.0.0.1:5002"]
+    assert rig.router.records.live["shop"].release == 2
+
+
+@dataclass
+class CountingRoutes(FakeRoutes):
+    """FakeRoutes counting the reads of every app's records."""
+
+    whole_reads: int = 0
+
+    async def all_live(self) -> dict[str, LiveRelease]:
+        self.whole_reads += 1
+        return await super().all_live()
+
+    async def all_pending(self) -> dict[str, Pending]:
+        self.whole_reads += 1
+        return await super().all_pending()
+
+
+async def test_after_the_rebuild_no_event_reads_every_apps_records_or_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 300 apps live, a deploy's events (queued, switched) read and write only their own
+    app's records and files: what a switch costs does not grow with the number of apps."""
+    rig = Rig(data_dir=tmp_path / "data", routes=CountingRoutes())
+    for i in range(300):
+        await rig.routes.set_live(LiveRelease(
+            app=f"app{i}", release=1, deployment_id=deployment(), spec=spec(),
+            instances=[InstanceRef(id=f"app{i}-1-web-1", process="web", release=1,
+                                   port=20000 + i)]))
+    await rig.router.rebuild()
+    assert isinstance(rig.routes, CountingRoutes) and rig.routes.whole_reads == 2
+    looked_at: list[str] = []
+    current = upstream_files.current_addresses
+
+    def counted(routes_dir: Path, app: str) -> list[str] | None:
+        looked_at.append(app)
+        return current(routes_dir, app)
+
+    monkeypatch.setattr(upstream_files, "current_addresses", counted)
+    queued = deploy_queued("app7", deployment())
+    await rig.router.on_deploy_queued(queued, queued.nats_subject())
+    event = hook_succeeded("app7", queued.deployment_id, 2, [WEB2])
+    await rig.gate(event)
+    await rig.deliver(event)
+    assert rig.routes.whole_reads == 2 and looked_at == ["app7"]
+    assert rig.served("app7") == ["127.0.0.1:5002"]
+    assert rig.served("app8") == ["127.0.0.1:20008"]
+    assert len(rig.admin.configs) == 1  # the shape did not change: no reload
+
+
 def placement_of(event: HookSucceeded) -> Placement:
     """The placement the scheduler records for the event's release (the event's instances)."""
     return Placement(app=event.app, release=event.release, deployment_id=event.deployment_id,
@@ -336,40 +399,6 @@ def placement_of(event: HookSucceeded) -> Placement:
 
 
 # ------------------------------------------------------------------ real Caddy, real bus
-
-
-@dataclass
-class Gate:
-    """The scheduler's and the hook-runner's records, written on the real bus."""
-
-    steps: StepRecords
-    placements: PlacementWriter
-
-    async def open(self, event: HookSucceeded) -> HookSucceeded:
-        await open_gate(self.steps, self.placements, event)
-        return event
-
-
-@pytest.fixture
-async def broker(nats_server: EmbeddedNats) -> AsyncIterator[NatsBroker]:
-    """A connected broker to publish with."""
-    b = make_broker(nats_server.url, "router-test",
-                    credentials=nats_server.credentials(TEST))
-    await b.start()
-    yield b
-    await b.stop()
-
-
-@pytest.fixture
-async def doors(bus: Bus) -> RouterDoors:
-    """The router's doors, as the router service opens them."""
-    return await bus.doors(RouterDoors, SERVICE.name)
-
-
-@pytest.fixture
-async def gate(bus: Bus) -> Gate:
-    return Gate(steps=await open_steps(bus.js, "hook-runner"),
-                placements=await open_placement_writer(bus.js, "scheduler"))
 
 
 _DATA_DIRS: list[Path] = []

@@ -19,6 +19,7 @@ from dockyard.router.app import SERVICE
 from dockyard.router.routes import (
     AppRoute,
     Ignore,
+    Records,
     Republish,
     Switch,
     decide_failed,
@@ -34,6 +35,7 @@ from dockyard.router.routes import (
     without_pending,
 )
 from dockyard.router.verify import Verified
+from dockyard.state.routes import LIVE, PENDING, RouteGone
 from tests.events import make
 
 from .conftest import deploy_queued, hook_succeeded, spec
@@ -213,3 +215,31 @@ def test_previous_release_from_history() -> None:
     assert previous_release_from_history(history, "d2") == 1
     assert previous_release_from_history(history, "d1") is None
     assert previous_release_from_history(history, "d3") == 2
+
+
+def test_records_take_each_update_and_say_whether_it_changed_anything() -> None:
+    records = Records()
+    shop = live("shop", "d1", 2, WEB)
+    assert records.apply(shop) and not records.apply(shop)  # our own write, come back
+    assert records.apply(Pending(app="blog", deployment_id="d2"))
+    assert records.table() == {"shop": AppRoute(app="shop", upstreams=("127.0.0.1:5001",)),
+                               "blog": AppRoute(app="blog", pending=True)}
+    assert records.apply(Maintenance(app="shop", enabled=True, message="back soon"))
+    assert records.table()["shop"].maintenance
+    assert records.apply(Maintenance(app="shop"))  # turned off: forgotten
+    assert records.maintenance == {} and not records.apply(Maintenance(app="shop"))
+    assert records.apply(RouteGone(app="blog", kind=PENDING))
+    assert not records.apply(RouteGone(app="blog", kind=PENDING))
+    assert records.apply(RouteGone(app="shop", kind=LIVE))
+    assert records.table() == {}
+
+
+def test_records_take_one_apps_fresh_reads_whole() -> None:
+    records = Records(live={"shop": live("shop", "d1", 1, WEB)},
+                      pending={"shop": Pending(app="shop", deployment_id="d1")})
+    assert not records.app("shop", live("shop", "d1", 1, WEB),
+                           Pending(app="shop", deployment_id="d1"), Maintenance(app="shop"))
+    assert records.app("shop", live("shop", "d2", 2, WEB2), None,
+                       Maintenance(app="shop", enabled=True))
+    assert records.table() == {"shop": AppRoute(app="shop", upstreams=("10.0.0.2:5000",),
+                                                maintenance=True)}

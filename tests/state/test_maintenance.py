@@ -67,12 +67,15 @@ async def test_a_watcher_sees_each_change(bus: Bus) -> None:
     store = await open_maintenance_store(bus.js, "cli")
     reader = await open_maintenance_reader(bus.js, "router")
     a = app()
-    async with reader.changes() as changes:
+    async with reader.updates() as updates:
         await store.turn(a, True)
 
-        async def until_on() -> None:
-            async for _ in changes:
-                if a in await reader.all_on():
-                    return
+        async def next_of_a() -> Maintenance:
+            async for record in updates:
+                if record.app == a:
+                    return record
+            raise AssertionError("the updates ended")
 
-        await asyncio.wait_for(until_on(), 10)
+        assert (await asyncio.wait_for(next_of_a(), 10)).enabled
+        await store.turn(a, False)
+        assert not (await asyncio.wait_for(next_of_a(), 10)).enabled

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from dockyard.contract.events import DeploySpec, InstanceRef, new_id
 from dockyard.contract.plan import Plan
 from dockyard.contract.state import LiveRelease, Pending
-from dockyard.state.routes import live_key, open_route_reader, open_route_writer, pending_key
+from dockyard.state.routes import (
+    LIVE,
+    PENDING,
+    RouteGone,
+    RouteUpdate,
+    live_key,
+    open_route_reader,
+    open_route_writer,
+    pending_key,
+    route_update,
+)
 from tests.conftest import Bus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -64,15 +75,37 @@ async def test_clear_pending_and_clearing_nothing(bus: Bus) -> None:
     await writer.clear_pending(a)
 
 
-async def test_changes_yield_once_per_change_by_any_writer(bus: Bus) -> None:
+async def test_updates_yield_every_record_then_each_change_by_any_writer(bus: Bus) -> None:
     writer = await open_route_writer(bus.js, "router")
     other = await open_route_writer(bus.js, "router")
-    a = app()
-    async with writer.changes() as ticks:
+    a, b = app(), app()
+    await other.set_live(record(b, 3))  # there before the watch: yielded first
+
+    async def next_of(updates: AsyncIterator[RouteUpdate], name: str) -> RouteUpdate:
+        async for update in updates:
+            if update.app == name:
+                return update
+        raise AssertionError("the updates ended")
+
+    async with writer.updates() as updates:
+        assert await asyncio.wait_for(next_of(updates, b), 15) == record(b, 3)
         await other.set_pending(Pending(app=a, deployment_id="d1"))
-        await asyncio.wait_for(anext(ticks), 15)
+        assert await asyncio.wait_for(next_of(updates, a), 15) == Pending(app=a,
+                                                                          deployment_id="d1")
         await other.set_live(record(a, 1))
-        await asyncio.wait_for(anext(ticks), 15)
+        assert await asyncio.wait_for(next_of(updates, a), 15) == record(a, 1)
+        await other.clear_pending(a)
+        assert await asyncio.wait_for(next_of(updates, a), 15) == RouteGone(app=a, kind=PENDING)
+        await other.forget(b)
+        assert await asyncio.wait_for(next_of(updates, b), 15) == RouteGone(app=b, kind=LIVE)
+    assert await writer.pending_mark(a) is None
+
+
+def test_a_change_of_an_unknown_key_or_a_bad_record_is_no_update() -> None:
+    assert route_update("other.shop", b"{}") is None
+    assert route_update("live.shop", b"not json") is None
+    assert route_update("live.", None) is None
+    assert route_update("pending.shop", None) == RouteGone(app="shop", kind=PENDING)
 
 
 def test_keys() -> None:

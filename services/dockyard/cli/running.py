@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from dockyard.contract.events import LogLine
     from dockyard.contract.state import LiveRelease
     from dockyard.settings import Settings
+    from dockyard.stack import Stack
+
+T = TypeVar("T")
 
 commands = typer.Typer()
 PANEL = "Running Dockyard"
@@ -86,22 +89,47 @@ def _process_stops(settings: Settings, live: list[LiveRelease]) -> dict[str, str
     return found
 
 
-async def _until_stopped(stop: Callable[[], Awaitable[None]]) -> None:
+async def _serve(start: Callable[[], Awaitable[T]], stop: Callable[[T], Awaitable[None]]) -> bool:
+    """`start()`, then serve until SIGINT or SIGTERM, then `stop()`; False when the signal came
+    while starting.
+
+    The handlers are in place before anything starts: a signal during the start cancels it (a
+    start stops what it had started when cancelled), so a service or a stack asked to stop as it
+    comes up leaves no nats-server or Caddy behind; before, SIGTERM then killed the process
+    outright and the proxy, in a session of its own, kept serving.
+    """
     import asyncio
     import signal
 
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
     stopping = asyncio.Event()
+    started = False
+
+    def on_signal() -> None:
+        stopping.set()
+        if not started and task is not None:
+            task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        # Cancelled instead when a Ctrl-C came just before the handlers were in place (asyncio's
-        # own handler cancels the main task): stop all the same.
-        await stopping.wait()
+        try:
+            running = await start()
+        except asyncio.CancelledError:
+            if not stopping.is_set() or task is None:
+                raise
+            task.uncancel()
+            return False
+        started = True
+        try:
+            await stopping.wait()
+        finally:
+            await stop(running)
+        return True
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await stop()
 
 
 async def _runtime_said(asked: str) -> str:
@@ -134,32 +162,35 @@ def up(
         from dockyard.stack import start_stack
 
         configure_logging()
-        # A busy --http-port, a stack already running here: StackError, one line (run()).
-        stack = await start_stack(settings)
         kept: list[LiveRelease] = []
 
-        async def stop() -> None:
+        async def start() -> Stack:
+            # A busy --http-port, a stack already running here: StackError, one line (run()).
+            stack = await start_stack(settings)
+            try:
+                out.marked_up(f"[bold]Dockyard is up[/bold] (data dir {settings.data_dir})")
+                out.line(f"  bus:  {stack.settings.nats_url}")
+                out.line(f"  runtime: {await _runtime_said(settings.runtime)}")
+                out.line(f"  apps: {settings.app_url('<app>')}")
+                api_url = settings.data_dir / "api.url"
+                if api_url.exists():
+                    out.line(f"  api:  {api_url.read_text().strip()}")
+                out.line("Press Ctrl-C to stop.")
+            except BaseException:
+                # A Ctrl-C while it says so: the bus and Caddy must not outlive it.
+                await stack.stop()
+                raise
+            return stack
+
+        async def stop(stack: Stack) -> None:
             try:
                 kept.extend(await _live_releases(stack.settings))
             except Exception as exc:  # the report is a courtesy: stopping must go on
                 out.line(f"(cannot list the apps' instances: {exc})")
             await stack.stop()
 
-        try:
-            out.marked_up(f"[bold]Dockyard is up[/bold] (data dir {settings.data_dir})")
-            out.line(f"  bus:  {stack.settings.nats_url}")
-            out.line(f"  runtime: {await _runtime_said(settings.runtime)}")
-            out.line(f"  apps: {settings.app_url('<app>')}")
-            api_url = settings.data_dir / "api.url"
-            if api_url.exists():
-                out.line(f"  api:  {api_url.read_text().strip()}")
-            out.line("Press Ctrl-C to stop.")
-        except BaseException:
-            # A Ctrl-C before the handler below is in place cancels this task: the bus and
-            # Caddy must not outlive it.
-            await stack.stop()
-            raise
-        await _until_stopped(stop)
+        if not await _serve(start, stop):
+            return
         for line in kept_lines(kept, _process_stops(settings, kept), settings.data_dir):
             out.line(line)
 
@@ -182,8 +213,7 @@ def service(
         from dockyard.log_config import configure_logging
 
         configure_logging()
-        running = await start_service(name, settings)
-        await _until_stopped(running.stop)
+        await _serve(lambda: start_service(name, settings), lambda running: running.stop())
 
     run(main())
 

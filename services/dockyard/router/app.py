@@ -3,8 +3,12 @@ and the scheduler's records) and first-deploy events in."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
+from dockyard.bus import metrics
 from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.contract.events import (
     DeployFailed,
@@ -17,8 +21,18 @@ from dockyard.contract.events import (
     TrafficScaled,
     TrafficSwitched,
 )
-from dockyard.router.caddy import CaddyAdmin, CaddyProcess, CaddyUnreachable, ensure_caddy
+from dockyard.router import access_log
+from dockyard.router.access_log import AccessLogServer
+from dockyard.router.caddy import (
+    MAX_SOCKET_PATH,
+    CaddyAdmin,
+    CaddyProcess,
+    CaddyUnreachable,
+    ensure_caddy,
+    socket_path,
+)
 from dockyard.router.handlers import Router
+from dockyard.router.metrics import ReleaseFigures
 from dockyard.state.inflight import TimeoutReader
 from dockyard.state.maintenance import MaintenanceReader
 from dockyard.state.placements import PlacementReader
@@ -52,8 +66,20 @@ async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:
         admin = process.admin
         if process.adopted:
             ctx.log.info("caddy adopted", pid=process.pid, admin=admin.url)
+    # Caddy's access log comes to the router that runs it: each release's figures, exported as
+    # Prometheus metrics. A second router driving that Caddy names the same socket in the
+    # configs it loads (the same data dir), so its loads keep the log going to the first.
+    access = access_socket(admin) if settings.access_log else None
+    if access is not None and process is None and not access.exists():
+        access = None  # an operator's Caddy: nothing of ours listens beside its socket
     router = Router(admin=admin, doors=doors, emitter=ctx.emitter, settings=settings,
-                    log=ctx.log, nc=ctx.nc)
+                    log=ctx.log, nc=ctx.nc, access_log=access)
+    if access is not None and process is not None:
+        server = await AccessLogServer(access, router.measure).start()
+        ctx.on_stop(server.stop)
+        collector = ReleaseFigures(router.measured)
+        metrics.REGISTRY.register(collector)
+        ctx.on_stop(partial(_unregister, collector))
     try:
         await router.rebuild()
     except CaddyUnreachable as exc:
@@ -65,6 +91,21 @@ async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:
     ctx.spawn(router.follow_state())
     ctx.spawn(router.follow_maintenance())
     return router
+
+
+def access_socket(admin: CaddyAdmin) -> Path | None:
+    """Where Caddy's access log goes: beside its admin socket; None for an admin over HTTP
+    (a Caddy elsewhere cannot reach a socket here)."""
+    sock = socket_path(admin.url)
+    if sock is None:
+        return None
+    path = access_log.socket_path(Path(sock).parent)
+    # One byte longer than the admin socket's name: a data dir at the limit goes unmeasured.
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+async def _unregister(collector: ReleaseFigures) -> None:
+    metrics.REGISTRY.unregister(collector)
 
 
 SERVICE = Service(

@@ -23,6 +23,12 @@ def host_of(app: str, domain: str) -> str:
     return f"{app}.{domain}"
 
 
+def app_of_host(host: str, domain: str) -> str | None:
+    """The app a request's host names, or None for a host of no app."""
+    app, dot, rest = host.partition(".")
+    return app if dot and rest == domain and app else None
+
+
 def join_host_port(host: str, port: int) -> str:
     """host:port, with brackets around an IPv6 host."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -79,29 +85,66 @@ def app_handler(route: AppRoute, routes_dir: str | None = None) -> dict[str, Any
     }
 
 
+# The access log names the instance that served each request: the router's per-release figures.
+UPSTREAM_FIELD = "upstream"
+ACCESS_LOGGER = "dockyard"
+
+
+def with_access_fields(handler: dict[str, Any]) -> list[dict[str, Any]]:
+    """An app's handlers: a proxy's first records its upstream in the access log entry."""
+    if handler["handler"] != "reverse_proxy":
+        return [handler]
+    return [{"handler": "log_append", "key": UPSTREAM_FIELD,
+             "value": "{http.reverse_proxy.upstream.hostport}"}, handler]
+
+
+def access_logging(address: str) -> dict[str, Any]:
+    """Caddy's logging: the server's access log, as JSON lines, to the router's socket only
+    (not to Caddy's own log file); Caddy keeps serving while nobody listens there."""
+    name = f"http.log.access.{ACCESS_LOGGER}"
+    return {"logs": {
+        "default": {"exclude": [name]},
+        "access": {"writer": {"output": "net", "address": address, "dial_timeout": "1s",
+                              "soft_start": True},
+                   "encoder": {"format": "json"}, "include": [name]},
+    }}
+
+
 def build_config(table: RouteTable, *, domain: str, listen: str, admin_listen: str,
-                 routes_dir: str | None = None) -> dict[str, Any]:
+                 routes_dir: str | None = None,
+                 access_log: str | None = None) -> dict[str, Any]:
     """The whole Caddy config: one server, a terminal route per app host, 404 for any other host.
 
     With routes_dir, an app's upstream addresses are not in the config but in files Caddy reads
     per request, so switching an app to new instances rewrites files and reloads nothing: a
     reload re-binds the listener and resets the connections arriving at that moment.
+
+    With access_log (a Caddy network address), every request is logged there as JSON with the
+    upstream that served it.
     """
+    def handlers(app: str) -> list[dict[str, Any]]:
+        handler = app_handler(table[app], routes_dir)
+        return with_access_fields(handler) if access_log else [handler]
+
     routes: list[dict[str, Any]] = [
-        {"match": [{"host": [host_of(app, domain)]}],
-         "handle": [app_handler(table[app], routes_dir)], "terminal": True}
+        {"match": [{"host": [host_of(app, domain)]}], "handle": handlers(app), "terminal": True}
         for app in sorted(table)
     ]
     routes.append({"handle": [_static(404, NOT_FOUND_BODY,
                                       {"Content-Type": ["text/plain; charset=utf-8"]})],
                    "terminal": True})
-    return {
+    server: dict[str, Any] = {
+        "listen": [listen],
+        # Host matchers would otherwise turn on automatic HTTPS: plain HTTP gets a TLS error.
+        "automatic_https": {"disable": True},
+        "routes": routes,
+    }
+    config: dict[str, Any] = {
         # The admin address must be in every loaded config, or Caddy falls back to :2019.
         "admin": {"listen": admin_listen, "config": {"persist": False}},
-        "apps": {"http": {"servers": {SERVER: {
-            "listen": [listen],
-            # Host matchers would otherwise turn on automatic HTTPS: plain HTTP gets a TLS error.
-            "automatic_https": {"disable": True},
-            "routes": routes,
-        }}}},
+        "apps": {"http": {"servers": {SERVER: server}}},
     }
+    if access_log:
+        server["logs"] = {"default_logger_name": ACCESS_LOGGER}
+        config["logging"] = access_logging(access_log)
+    return config

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -20,11 +21,13 @@ from dockyard.contract.events import (
 from dockyard.contract.names import InvalidAppName, check_app
 from dockyard.contract.state import LiveRelease, Maintenance, Pending
 from dockyard.state.maintenance import MaintenanceError, check_message
+from dockyard.state.routes import LIVE, RouteGone, RouteUpdate
 
 if TYPE_CHECKING:
     from dockyard.router.verify import Verified
 
 WEB = "web"
+T = TypeVar("T")
 
 
 class AppRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +105,68 @@ def table_from_state(live: Iterable[LiveRelease], pending: Iterable[Pending],
             table[flag.app] = msgspec.structs.replace(current, maintenance=True,
                                                       message=shown_message(flag.message))
     return table
+
+
+@dataclass
+class Records:
+    """What the router knows of the records its routes come from, by app: read whole at start,
+    then kept current by the buckets' updates, its own writes and each event's fresh reads of
+    its own app, so that no event reads every app's records again."""
+
+    live: dict[str, LiveRelease] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    maintenance: dict[str, Maintenance] = field(default_factory=dict)  # only apps in it
+
+    def table(self) -> dict[str, AppRoute]:
+        """The route table these records describe."""
+        return table_from_state(self.live.values(), self.pending.values(),
+                                self.maintenance.values())
+
+    def route(self, app: str) -> AppRoute | None:
+        """How one app's host answers, as its records say."""
+        live, pending, flag = self.live.get(app), self.pending.get(app), self.maintenance.get(app)
+        return table_from_state([live] if live else [], [pending] if pending else [],
+                                [flag] if flag else []).get(app)
+
+    def knows(self, update: RouteUpdate | Maintenance) -> bool:
+        """Whether a record as an update says it is known already (then there is nothing to
+        do; otherwise it may be newer than what is known, or older: a watcher lags)."""
+        if isinstance(update, Maintenance):
+            return self.maintenance.get(update.app) == (update if update.enabled else None)
+        if isinstance(update, RouteGone):
+            return update.app not in (self.live if update.kind == LIVE else self.pending)
+        if isinstance(update, LiveRelease):
+            return self.live.get(update.app) == update
+        return self.pending.get(update.app) == update
+
+    def apply(self, update: RouteUpdate | Maintenance) -> bool:
+        """Take one record as it is now; whether that changed what is known."""
+        if isinstance(update, Maintenance):
+            return _put(self.maintenance, update.app, update if update.enabled else None)
+        if isinstance(update, RouteGone) and update.kind == LIVE:
+            return _put(self.live, update.app, None)
+        if isinstance(update, RouteGone):
+            return _put(self.pending, update.app, None)
+        if isinstance(update, LiveRelease):
+            return _put(self.live, update.app, update)
+        return _put(self.pending, update.app, update)
+
+    def app(self, app: str, live: LiveRelease | None, pending: Pending | None,
+            maintenance: Maintenance) -> bool:
+        """Take all of one app's records as they are now; whether that changed what is known."""
+        changed = [_put(self.live, app, live), _put(self.pending, app, pending),
+                   _put(self.maintenance, app, maintenance if maintenance.enabled else None)]
+        return any(changed)
+
+
+def _put(known: dict[str, T], app: str, record: T | None) -> bool:
+    if known.get(app) == record:
+        return False
+    if record is None:
+        del known[app]
+    else:
+        known[app] = record
+    return True
 
 
 def with_live(table: RouteTable, live: LiveRelease) -> dict[str, AppRoute]:

@@ -112,17 +112,21 @@ async def read_all(js: JetStreamContext, bucket: KeyValue, name: str,
 
 
 @contextlib.asynccontextmanager
-async def changes(bucket: KeyValue) -> AsyncIterator[AsyncIterator[None]]:
-    """Yields once per change of any key of the bucket, for as long as the block runs."""
+async def updates(bucket: KeyValue) -> AsyncIterator[AsyncIterator[tuple[str, bytes | None]]]:
+    """Yields (key, value) for the last value of every key, then for every change, in the
+    bucket's order, for as long as the block runs; the value is None when the key was deleted
+    or purged. Applying them in order ends at the bucket's state."""
     watcher = await bucket.watchall(include_history=False)
 
-    async def ticks() -> AsyncIterator[None]:
+    async def entries() -> AsyncIterator[tuple[str, bytes | None]]:
         async for entry in watcher:
-            if entry is not None:
-                yield None
+            if entry is None:  # the end of the first values: nothing to apply
+                continue
+            deleted = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
+            yield entry.key, None if deleted else entry.value
 
     try:
-        yield ticks()
+        yield entries()
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]

@@ -62,8 +62,8 @@ class MaintenanceReader(Protocol):
     async def all_on(self) -> dict[str, Maintenance]:
         """Every app in maintenance, by app."""
 
-    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
-        """Yields once per change of any record."""
+    def updates(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Maintenance]]:
+        """Every app's record as it is, then every change of one (off when forgotten)."""
 
 
 class MaintenanceStore(MaintenanceReader, Protocol):
@@ -81,6 +81,16 @@ class MaintenanceForgetter(Protocol):
 
 
 _decoder = msgspec.json.Decoder(Maintenance)
+
+
+def _record(key: str, value: bytes | None) -> Maintenance | None:
+    """The record a change of the bucket's key says (None: not a record of ours)."""
+    if value is None:
+        return Maintenance(app=key)
+    try:
+        return _decoder.decode(value)
+    except msgspec.DecodeError:  # a record no writer of ours made: left out
+        return None
 
 
 class NatsMaintenance:
@@ -114,9 +124,13 @@ class NatsMaintenance:
         """Purge the app's record (history too); whether there was one."""
         return bool(await kv.purge(self.js, self.kv, subjects.KV_MAINTENANCE, app))
 
-    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
-        """Yields once per change of any record, for as long as the block runs."""
-        return kv.changes(self.kv)
+    @contextlib.asynccontextmanager
+    async def updates(self) -> AsyncIterator[AsyncIterator[Maintenance]]:
+        """Every app's record as it is, then every change of one (off when forgotten), for as
+        long as the block runs."""
+        async with kv.updates(self.kv) as entries:
+            yield (record async for key, value in entries
+                   if (record := _record(key, value)) is not None)
 
 
 async def open_maintenance_store(js: JetStreamContext, service: str) -> MaintenanceStore:

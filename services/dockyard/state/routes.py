@@ -32,11 +32,41 @@ def pending_key(app: str) -> str:
     return f"{PENDING}.{app}"
 
 
+_live = msgspec.json.Decoder(LiveRelease)
+_pending = msgspec.json.Decoder(Pending)
+
+
+class RouteGone(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's live record or pending mark was deleted (its app destroyed, its deploy ended)."""
+
+    app: str
+    kind: str  # LIVE or PENDING
+
+
+RouteUpdate = LiveRelease | Pending | RouteGone
+
+
+def route_update(key: str, value: bytes | None) -> RouteUpdate | None:
+    """What a change of a key of the bucket says; None for a key of no known kind."""
+    kind, _, app = key.partition(".")
+    if kind not in (LIVE, PENDING) or not app:
+        return None
+    if value is None:
+        return RouteGone(app=app, kind=kind)
+    try:
+        return _live.decode(value) if kind == LIVE else _pending.decode(value)
+    except msgspec.DecodeError:  # a record no writer of ours made: left out
+        return None
+
+
 class RouteReader(Protocol):
     """Reads where traffic goes."""
 
     async def live(self, app: str) -> LiveRelease | None:
         """The app's live release, if it has one."""
+
+    async def pending_mark(self, app: str) -> Pending | None:
+        """The app's pending first deploy, if one runs."""
 
     async def live_history(self, app: str) -> list[LiveRelease]:
         """Every kept version of the app's live record, oldest first."""
@@ -63,12 +93,8 @@ class RouteWriter(RouteReader, Protocol):
     async def forget(self, app: str) -> list[str]:
         """Purge the app's live record (its history too) and pending mark; the keys purged."""
 
-    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
-        """Yields once per change of any record (made by any router instance)."""
-
-
-_live = msgspec.json.Decoder(LiveRelease)
-_pending = msgspec.json.Decoder(Pending)
+    def updates(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[RouteUpdate]]:
+        """Every record as it is, then every change of one (made by any router instance)."""
 
 
 class NatsRoutes:
@@ -82,6 +108,11 @@ class NatsRoutes:
         """The app's live release, if it has one."""
         raw, _ = await kv.read(self.kv, live_key(app))
         return _live.decode(raw) if raw else None
+
+    async def pending_mark(self, app: str) -> Pending | None:
+        """The app's pending first deploy, if one runs."""
+        raw, _ = await kv.read(self.kv, pending_key(app))
+        return _pending.decode(raw) if raw else None
 
     async def live_history(self, app: str) -> list[LiveRelease]:
         """Every kept version of the app's live record, oldest first."""
@@ -116,9 +147,12 @@ class NatsRoutes:
         return await kv.purge(self.js, self.kv, subjects.KV_ROUTES, live_key(app),
                               pending_key(app))
 
-    def changes(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[None]]:
-        """Yields once per change of any record, for as long as the block runs."""
-        return kv.changes(self.kv)
+    @contextlib.asynccontextmanager
+    async def updates(self) -> AsyncIterator[AsyncIterator[RouteUpdate]]:
+        """Every record as it is, then every change of one, for as long as the block runs."""
+        async with kv.updates(self.kv) as entries:
+            yield (update async for key, value in entries
+                   if (update := route_update(key, value)) is not None)
 
 
 async def open_route_writer(js: JetStreamContext, service: str) -> RouteWriter:
