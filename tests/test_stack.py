@@ -26,6 +26,7 @@ from dockyard.client import DockyardClient
 from dockyard.settings import Settings
 from dockyard.stack import StackError, identities, start_stack
 from tests.router.listening import processes_of
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -126,3 +127,19 @@ async def test_replicas_without_a_cluster_are_refused_before_anything_starts(
         await start_stack(replace(settings, bus_replicas=3))
     assert processes_of("nats-server", settings.data_dir) == []
     assert read_url(settings.data_dir) is None
+
+
+async def test_a_client_cut_off_from_its_bus_closes_without_an_error(settings: Settings) -> None:
+    # Found by CI: a client whose bus restarted was still reconnecting when the test closed it,
+    # and nats-py's drain raised ConnectionReconnectingError, so the stack was never stopped.
+    stack = await start_stack(settings, services=())
+    try:
+        client = await DockyardClient.connect(stack.settings)
+        assert stack.nats is not None
+        stack.nats.stop()
+        await until(lambda: client.nc.is_reconnecting or client.nc.is_closed)
+        await client.close()
+        assert client.nc.is_closed
+        await client.close()  # twice is harmless
+    finally:
+        await stack.stop()

@@ -89,11 +89,11 @@ async def start_running(tmp: Path, runtime: str, services: tuple[str, ...] = SER
 
 async def stop_running(running: Running) -> None:
     """Stop the stack and every app instance it started."""
-    await running.client.close()
-    for peer in running.peers.values():
-        await peer.close()
     runtimes = Runtimes(running.settings)
     try:
+        await running.client.close()
+        for peer in running.peers.values():
+            await peer.close()
         rt = await runtimes.get(running.runtime)
         for app in _apps(running):
             for ref in await rt.list_instances(app):

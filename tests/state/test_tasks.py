@@ -8,13 +8,14 @@ from structlog.testing import capture_logs
 
 from dockyard.state import tasks
 from dockyard.state.tasks import background, settle
+from tests.waiting import until
 
 
-async def until(check: object, within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, f"not so within {within}s"
-        await asyncio.sleep(0.005)
+def looping() -> set[asyncio.Task[object]]:
+    """The loops `background` runs now. The suite shares one event loop, so another test's
+    leftovers (found by CI: a stack a failed test never stopped) must not count here."""
+    return {t for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "background.<locals>.loop"}
 
 
 async def test_the_step_runs_every_period_while_the_block_runs_and_not_after() -> None:
@@ -24,11 +25,11 @@ async def test_the_step_runs_every_period_while_the_block_runs_and_not_after() -
         nonlocal calls
         calls += 1
 
-    before = asyncio.all_tasks()
+    assert looping() == set()
     async with background(step, every=0.01):
-        await until(lambda: calls >= 3)
+        await until(lambda: calls >= 3, every=0.005)
     # The loop is over with the block: no step can run after it.
-    assert asyncio.all_tasks() - before == set()
+    assert looping() == set()
 
 
 async def test_an_exception_in_stop_on_ends_the_loop_and_the_block_goes_on() -> None:
@@ -42,10 +43,10 @@ async def test_an_exception_in_stop_on_ends_the_loop_and_the_block_goes_on() -> 
         calls += 1
         raise Lost
 
-    before = asyncio.all_tasks()
+    assert looping() == set()
     async with background(step, every=0.01, stop_on=(Lost,)):
         # The loop ended quietly while the block still runs.
-        await until(lambda: asyncio.all_tasks() - before == set())
+        await until(lambda: looping() == set())
         assert calls == 1
     assert calls == 1
 
@@ -54,10 +55,10 @@ async def test_a_failing_step_is_logged_when_the_block_ends_not_raised() -> None
     async def step() -> None:
         raise ValueError("broken step")
 
-    before = asyncio.all_tasks()
+    assert looping() == set()
     with capture_logs() as logs:
         async with background(step, every=0.01):
-            await until(lambda: asyncio.all_tasks() - before == set())
+            await until(lambda: looping() == set())
     assert [e["event"] for e in logs] == ["background task failed"]
     assert "broken step" in logs[0]["error"]
 
@@ -77,14 +78,14 @@ async def test_a_step_that_swallows_its_cancellation_still_stops_on_the_flag() -
         except asyncio.CancelledError:
             return  # swallowed, and keeps going
 
-    before = asyncio.all_tasks()
+    assert looping() == set()
     loop = asyncio.get_running_loop()
     async with background(swallowing, every=0.01):
         await asyncio.wait_for(entered.wait(), 10)
         left_at = loop.time()
     assert loop.time() - left_at < 2 * tasks.STOP_WAIT + 1.0
     # The loop saw the flag after the swallowed cancellation: it ended, it ran no step again.
-    assert asyncio.all_tasks() - before == set()
+    assert looping() == set()
     assert calls == 1
 
 
