@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from dockyard.builder import watchdog
 from dockyard.builder.app import SERVICE, BuilderDoors
 from dockyard.builder.handlers import Builder
@@ -20,7 +22,7 @@ from dockyard.contract.events import (
     ReleaseSucceeded,
     StartFailed,
 )
-from dockyard.contract.plan import Command, Health, Plan, ProcessType
+from dockyard.contract.plan import Command, Health, Plan, ProcessType, Rollout
 from dockyard.contract.state import InFlight
 from dockyard.settings import Settings
 from tests.events import make
@@ -73,6 +75,9 @@ def test_each_phase_may_take_its_timeouts_each_with_the_grace_plus_the_margin() 
     assert budget("abort") == 9 + 2 * 3 * 2 + 30  # the drain, then three instances stopped
     assert budget("abort", drain=0) == 2 * 3 * 2 + 30  # DOCKYARD_DRAIN wins over the plan's
     assert budget("switch") == budget("end") == 30
+    # A canary holds each step (each with the margin for its own work) before the switch.
+    canary = msgspec.structs.replace(PLAN, rollout=Rollout(steps=[5, 25, 50], hold=60))
+    assert budget("switch", canary) == 3 * (60 + 30) + 30
     assert budget("start", plan=None) == 30  # a build failure carries no plan
 
 

@@ -20,7 +20,9 @@ from dockyard.contract.events import (
     NotificationAttemptData,
     NotificationDeliveredData,
     NotificationFailedData,
+    ReleaseFigures,
     RetireData,
+    RolloutData,
     ScaleData,
     ScaleFailureData,
     SpecData,
@@ -57,6 +59,12 @@ _DATA: dict[type[Any], Any] = {
                                                    reason="HTTP 500"),
     ScaleData: ScaleData(spec=SPEC, instances=INSTANCES, formation={"web": 1}, started=["i1"]),
     ScaleFailureData: ScaleFailureData(reason="no live release"),
+    RolloutData: RolloutData(step=1, steps=2, percent=5, verdict="passed",
+                             reason="within the thresholds",
+                             new=ReleaseFigures(release=2, requests=40, errors=0, error_rate=0.0,
+                                                p95=0.012),
+                             old=ReleaseFigures(release=1, requests=760, errors=1,
+                                                error_rate=0.0013, p95=0.011)),
 }
 
 

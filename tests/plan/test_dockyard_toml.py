@@ -3,7 +3,7 @@
 import pytest
 
 from dockyard.contract.manifest import HookSpec
-from dockyard.contract.plan import BuildConfig, Health
+from dockyard.contract.plan import BuildConfig, Health, Rollout
 from dockyard.plan.dockyard_toml import (
     ProcessOverride,
     line_index,
@@ -124,10 +124,10 @@ command = "seed"
         ('preset = "laravel"\nprest = 1\n',
          ("dockyard.toml:2: unknown key `prest` (known: preset, drain, appjson_postdeploy,"
          " rollback_hooks, predeploy, release, postdeploy, after_switch, on_failure, health,"
-         " build, processes); did you mean `preset`?")),
+         " build, rollout, processes); did you mean `preset`?")),
         ('[helth]\npath = "/"\n', ("dockyard.toml:1: unknown table `helth` (known: preset, drain,"
          " appjson_postdeploy, rollback_hooks, predeploy, release, postdeploy, after_switch,"
-         " on_failure, health, build, processes); did you mean `health`?")),
+         " on_failure, health, build, rollout, processes); did you mean `health`?")),
         ('[[release]]\ncommand = "a"\nlable = "x"\n',
          ("dockyard.toml:3: release[0]: unknown key `lable` (known keys: command, label, timeout,"
          " memory)")),
@@ -188,3 +188,34 @@ def test_bad_syntax_names_the_line(text: str, expected: str) -> None:
     with pytest.raises(ManifestError) as info:
         parse_dockyard_toml(text)
     assert str(info.value).startswith(expected)
+
+
+def test_rollout_table() -> None:
+    manifest = parse_dockyard_toml('[rollout]\nsteps = [10, 50]\nhold = "2m"\n'
+                                   'max_error_increase = 0\nmin_requests = 100\n'
+                                   'inconclusive = "abort"\n')
+    assert manifest.rollout == Rollout(steps=[10, 50], hold=120, max_error_increase=0.0,
+                                       min_requests=100, inconclusive="abort")
+    assert parse_dockyard_toml("[rollout]\n").rollout == Rollout()
+    assert parse_dockyard_toml("").rollout is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[rollout]\nsteps = [5, 7]\n", "dockyard.toml:2: rollout.steps: 7 is not a share the "
+     "router can give: a multiple of 5 between 5 and 95"),
+    ("[rollout]\nsteps = [25, 10]\n", "dockyard.toml:2: rollout.steps: must grow: 10 comes "
+     "after 25"),
+    ("[rollout]\nsteps = [100]\n", "100 is not a share the router can give"),
+    ("[rollout]\nsteps = []\n", "rollout.steps: must list 1 to 10 shares"),
+    ("[rollout]\nhold = \"soon\"\n", 'dockyard.toml:2: rollout.hold: "soon" is not a '
+     "duration"),
+    ("[rollout]\nmax_error_increase = 2\n", "2.0 is not a fraction of requests between 0 and 1"),
+    ("[rollout]\nmax_latency_ratio = 0.5\n", "0.5 is not a ratio between 1 and 100"),
+    ("[rollout]\nmin_requests = 0\n", "0 is not a count between 1 and 1000000"),
+    ("[rollout]\ninconclusive = \"pause\"\n", "dockyard.toml:2"),
+    ("[rollout]\nstep = [5]\n", "unknown key `step`"),
+])
+def test_rollout_refusals_name_the_key_and_line(text: str, expected: str) -> None:
+    with pytest.raises(ManifestError) as refused:
+        parse_dockyard_toml(text)
+    assert expected in str(refused.value)

@@ -53,12 +53,13 @@ from tests.events import make
 @dataclass
 class Upstream:
     """A tiny HTTP/1.1 server answering its name; `/slow` answers after one second, `/error`
-    with a 500."""
+    with a 500 (and so does every `fail_every`-th request)."""
 
     name: str
     port: int = 0
     server: asyncio.Server | None = None
     hits: int = 0
+    fail_every: int = 0  # every n-th request answers 500 (0: none)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> Upstream:
@@ -85,7 +86,9 @@ class Upstream:
                 if path.startswith(b"/slow"):
                     await asyncio.sleep(1.0)
                 body = self.name.encode()
-                status = b"500 Internal Server Error" if path.startswith(b"/error") else b"200 OK"
+                failing = path.startswith(b"/error") or (
+                    self.fail_every > 0 and self.hits % self.fail_every == 0)
+                status = b"500 Internal Server Error" if failing else b"200 OK"
                 writer.write(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
                 await writer.drain()

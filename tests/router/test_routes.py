@@ -201,8 +201,10 @@ def test_switched_event_is_deterministic() -> None:
 
 
 def test_switch_failed_event() -> None:
-    fact = switch_failed("caddy down")
-    assert fact.data == FailureData(status="switch-error", reason="caddy down")
+    spec = hook_succeeded("shop", "d2", 2, [WEB]).data.spec
+    fact = switch_failed("caddy down", spec)
+    # The spec goes with it: the new instances are removed by it, on-failure runs from it.
+    assert fact.data == FailureData(status="switch-error", reason="caddy down", spec=spec)
     event = ROUTER.after(hook_succeeded("shop", "d2", 2, [WEB]), fact)
     assert isinstance(event, TrafficFailed)
     assert (event.data.status, event.data.reason, event.deployment_id, event.source) == (

@@ -28,6 +28,8 @@ from dockyard.contract.events import (
     ReleaseStarted,
     ReleaseSucceeded,
     RetireSucceeded,
+    RolloutPromoted,
+    RolloutStep,
     StartStarted,
     StartSucceeded,
     TrafficSwitched,
@@ -235,6 +237,13 @@ def test_next_status_rules() -> None:
                        e(DeployAborted, status="cancelled", reason="r")) is None
     assert next_status("hook-error", False, e(DeploySucceeded)) == "succeeded"
     assert next_status("succeeded", True, e(DeployFailed, status="hook-error", reason="r")) is None
+    # A canary: `canary` from its first step to the end (its promotion does not pull it back).
+    step = e(RolloutStep, step=1, steps=2, percent=5)
+    assert next_status("switching", False, step) == "canary"
+    assert next_status("canary", False, e(RolloutPromoted, step=3, steps=2, percent=100)) is None
+    assert next_status("canary", False, e(HookSucceeded, spec=spec(1), instances=[])) is None
+    assert next_status("canary", False, e(DeployFailed, status="canary-error",
+                                          reason="r")) == "canary-error"
 
 
 def test_the_config_version_is_the_one_the_release_phase_pinned(store: Store) -> None:

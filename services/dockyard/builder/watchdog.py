@@ -88,6 +88,9 @@ def budget(plan: Plan | None, phase: str, *, grace: float, margin: float,
         return (plan.drain if drain is None else drain) + 2 * instances * grace + margin
     if phase == "on-failure":
         return _commands(plan.on_failure, grace) + margin
+    if phase == "switch" and plan.rollout is not None:
+        # A canary: every step held, then the switch.
+        return len(plan.rollout.steps) * (plan.rollout.hold + margin) + margin
     return margin  # switch, end: one proxy load, one event
 
 

@@ -25,23 +25,26 @@ Status = Literal[
     "starting",
     "postdeploy",
     "switching",
+    "canary",
     "succeeded",
     "build-error",
     "release-error",
     "start-error",
     "hook-error",
     "switch-error",
+    "canary-error",
     "cancelled",
     "rejected",
     "timeout",
 ]
 # `rejected`: refused before its turn (the app's queue was full); nothing ran.
 # `timeout`: a phase passed its deadline (the builder's watchdog ended the deploy).
+# `canary-error`: a canary step's figures crossed the thresholds; every request went back.
 FailedStatus = Literal["build-error", "release-error", "start-error", "hook-error",
-                       "switch-error", "cancelled", "rejected", "timeout"]
+                       "switch-error", "canary-error", "cancelled", "rejected", "timeout"]
 FAILED_STATUSES: tuple[FailedStatus, ...] = ("build-error", "release-error", "start-error",
-                                             "hook-error", "switch-error", "cancelled",
-                                             "rejected", "timeout")
+                                             "hook-error", "switch-error", "canary-error",
+                                             "cancelled", "rejected", "timeout")
 DeployKind = Literal["source", "config", "rollback"]
 TAIL_LINES = 100
 
@@ -217,6 +220,32 @@ class FailureData(msgspec.Struct, frozen=True, kw_only=True):
     tail: list[str] = []
     command: str | None = None
     spec: DeploySpec | None = None
+
+
+class ReleaseFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """What one release answered over a canary step, as the router measured it."""
+
+    release: int
+    requests: int
+    errors: int  # 5xx answers and failed connections
+    error_rate: float
+    p95: float | None  # seconds; None with no request
+
+
+RolloutVerdict = Literal["started", "passed", "failed", "inconclusive"]
+
+
+class RolloutData(msgspec.Struct, frozen=True, kw_only=True):
+    """A canary step: its place, the share of requests the new release takes, and (once judged)
+    both releases' figures over it, the verdict and why."""
+
+    step: int  # 1-based; steps + 1 is the promotion to every request
+    steps: int
+    percent: int
+    verdict: RolloutVerdict = "started"
+    reason: str = ""
+    new: ReleaseFigures | None = None
+    old: ReleaseFigures | None = None
 
 
 class RetireData(msgspec.Struct, frozen=True, kw_only=True):
@@ -461,6 +490,31 @@ class TrafficFailed(Event[FailureData], frozen=True, kw_only=True,
     outcome: ClassVar[str] = "failed"
 
 
+class RolloutStep(Event[RolloutData], frozen=True, kw_only=True, tag="dockyard.rollout.step"):
+    """A canary step began (the new release takes `percent` % of requests, sticky per client)
+    or was judged (with both releases' figures over it)."""
+
+    topic: ClassVar[str] = "rollout"
+    outcome: ClassVar[str] = "step"
+
+
+class RolloutPromoted(Event[RolloutData], frozen=True, kw_only=True,
+                      tag="dockyard.rollout.promoted"):
+    """Every canary step passed: the switch to every request follows."""
+
+    topic: ClassVar[str] = "rollout"
+    outcome: ClassVar[str] = "promoted"
+
+
+class RolloutAborted(Event[RolloutData], frozen=True, kw_only=True,
+                     tag="dockyard.rollout.aborted"):
+    """A canary step failed: every request went back to the old release (traffic.failed,
+    status canary-error, follows)."""
+
+    topic: ClassVar[str] = "rollout"
+    outcome: ClassVar[str] = "aborted"
+
+
 class AfterSwitchSucceeded(Event[SpecData], frozen=True, kw_only=True,
                            tag="dockyard.after_switch.succeeded"):
     """Every after-switch command succeeded."""
@@ -636,6 +690,9 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     HookFailed,
     TrafficSwitched,
     TrafficFailed,
+    RolloutStep,
+    RolloutPromoted,
+    RolloutAborted,
     AfterSwitchSucceeded,
     AfterSwitchFailed,
     RetireSucceeded,
@@ -679,6 +736,7 @@ STATUS_AFTER: dict[str, Status] = {
     "dockyard.start.succeeded": "postdeploy",
     "dockyard.hook.started": "postdeploy",
     "dockyard.hook.succeeded": "switching",
+    "dockyard.rollout.step": "canary",  # until the end: the switch follows the promotion
     "dockyard.deploy.succeeded": "succeeded",
 }
 

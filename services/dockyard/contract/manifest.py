@@ -50,6 +50,18 @@ class TomlProcess(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     command: str | None = None
 
 
+class TomlRollout(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[rollout]` table: a canary's steps (percent of requests), how long each is held,
+    and the thresholds a step is judged on against the old release."""
+
+    steps: list[int] | None = None
+    hold: Duration | None = None
+    max_error_increase: float | None = None
+    max_latency_ratio: float | None = None
+    min_requests: int | None = None
+    inconclusive: Literal["promote", "abort"] | None = None
+
+
 class DockyardToml(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole of dockyard.toml."""
 
@@ -66,6 +78,7 @@ class DockyardToml(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     on_failure: list[TomlHook] | None = None
     health: TomlHealth | None = None
     build: TomlBuild | None = None
+    rollout: TomlRollout | None = None
     processes: dict[str, TomlProcess] = {}
 
 

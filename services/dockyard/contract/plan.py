@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from dockyard.contract.manifest import RollbackHooks
@@ -83,6 +85,25 @@ class Buildpack(msgspec.Struct, frozen=True, kw_only=True):
     path: list[str] = []  # release-relative dirs put first on PATH
 
 
+# The router splits an app's traffic in twentieths (its dial slots): a canary step's share is a
+# multiple of 5 %.
+SHARE_STEP = 5
+Inconclusive = Literal["promote", "abort"]
+
+
+class Rollout(msgspec.Struct, frozen=True, kw_only=True):
+    """A canary: once postdeploy passed, the new release takes `steps` percent of the requests
+    in turn (sticky per client), each held `hold` seconds and promoted only while its error rate
+    and p95 latency stay within the thresholds relative to the old release's over the step."""
+
+    steps: list[int] = msgspec.field(default_factory=lambda: [5, 25])
+    hold: float = 60.0
+    max_error_increase: float = 0.02  # new error rate may exceed the old one by this much
+    max_latency_ratio: float = 1.5  # new p95 may be this many times the old p95
+    min_requests: int = 20  # fewer new-release requests in a step: inconclusive
+    inconclusive: Inconclusive = "promote"
+
+
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a deploy runs, in order, with where each part came from."""
 
@@ -98,6 +119,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str] = []
     buildpack: Buildpack = msgspec.field(default_factory=Buildpack)
     rollback_hooks: RollbackHooks = "release"
+    rollout: Rollout | None = None  # None: the switch sends every request at once
 
     def commands(self, phase: Phase) -> list[Command]:
         """The commands of one hook phase."""

@@ -1,5 +1,5 @@
-"""dockyard.toml: hook tables per phase, [health], [build], [processes.*], preset, drain,
-appjson_postdeploy and rollback_hooks."""
+"""dockyard.toml: hook tables per phase, [health], [build], [rollout], [processes.*], preset,
+drain, appjson_postdeploy and rollback_hooks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dockyard.contract.manifest import (
     TomlProcess,
 )
 from dockyard.contract.phase import HOOK_PHASES
-from dockyard.contract.plan import BuildConfig, Health
+from dockyard.contract.plan import SHARE_STEP, BuildConfig, Health, Rollout
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.errors import ManifestError
 from dockyard.plan.lines import split_lines
@@ -63,6 +63,7 @@ class DockyardManifest(msgspec.Struct, frozen=True, kw_only=True):
     processes: list[ProcessOverride] = []
     health: Health | None = None
     build: BuildConfig | None = None
+    rollout: Rollout | None = None
     preset: str | None = None
     drain: float | None = None
     appjson_postdeploy: AppJsonPostdeploy | None = None
@@ -244,6 +245,7 @@ def parse_dockyard_toml(text: str) -> DockyardManifest:
         processes=processes,
         health=_health(reader, doc),
         build=_build(reader, doc),
+        rollout=_rollout(reader, doc),
         preset=preset,
         drain=drain,
         appjson_postdeploy=doc.appjson_postdeploy,
@@ -325,3 +327,46 @@ def _build(reader: _Reader, doc: DockyardToml) -> BuildConfig | None:
         command=reader.text_field(("build", "command"), doc.build.command, required=True),
         timeout=timeout,
     )
+
+
+MAX_STEPS = 10
+
+
+def _rollout(reader: _Reader, doc: DockyardToml) -> Rollout | None:
+    """The [rollout] table as a Rollout: steps ascending multiples of 5 below 100, thresholds
+    in range."""
+    table = doc.rollout
+    if table is None:
+        return None
+    default = Rollout()
+    steps = default.steps if table.steps is None else table.steps
+    if not steps or len(steps) > MAX_STEPS:
+        raise reader.fail(("rollout", "steps"), f"must list 1 to {MAX_STEPS} shares (percent of "
+                          "requests the new release takes in turn), e.g. [5, 25]")
+    for i, share in enumerate(steps):
+        if not 0 < share < 100 or share % SHARE_STEP:
+            raise reader.fail(("rollout", "steps"), f"{share} is not a share the router can "
+                              f"give: a multiple of {SHARE_STEP} between {SHARE_STEP} and "
+                              f"{100 - SHARE_STEP} (100 % is the promotion after the last step)")
+        if i and share <= steps[i - 1]:
+            raise reader.fail(("rollout", "steps"), f"must grow: {share} comes after "
+                              f"{steps[i - 1]}")
+    hold = default.hold if table.hold is None else reader.value(
+        ("rollout", "hold"), parse_duration, table.hold)
+    errors = default.max_error_increase if table.max_error_increase is None \
+        else table.max_error_increase
+    if not 0 <= errors <= 1:
+        raise reader.fail(("rollout", "max_error_increase"), f"{errors} is not a fraction of "
+                          "requests between 0 and 1 (0.02: two points more errors than the old)")
+    ratio = default.max_latency_ratio if table.max_latency_ratio is None \
+        else table.max_latency_ratio
+    if not 1 <= ratio <= 100:
+        raise reader.fail(("rollout", "max_latency_ratio"), f"{ratio} is not a ratio between 1 "
+                          "and 100 (1.5: the new p95 may be half again the old one)")
+    minimum = default.min_requests if table.min_requests is None else table.min_requests
+    if not 1 <= minimum <= 1_000_000:
+        raise reader.fail(("rollout", "min_requests"), f"{minimum} is not a count between 1 and "
+                          "1000000")
+    return Rollout(steps=list(steps), hold=hold, max_error_increase=float(errors),
+                   max_latency_ratio=float(ratio), min_requests=minimum,
+                   inconclusive=table.inconclusive or default.inconclusive)

@@ -123,6 +123,7 @@ def build_plan(
         rollback_hooks=toml.rollback_hooks if toml is not None and toml.rollback_hooks is not None
         else Plan().rollback_hooks,
         buildpack=buildpack,
+        rollout=toml.rollout if toml is not None else None,
     )
 
 

@@ -16,6 +16,9 @@ from dockyard.contract.events import (
     DestroyStarted,
     DestroyUnrouted,
     HookSucceeded,
+    RolloutAborted,
+    RolloutPromoted,
+    RolloutStep,
     ScalePlaced,
     TrafficFailed,
     TrafficScaled,
@@ -74,6 +77,7 @@ async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:
         access = None  # an operator's Caddy: nothing of ours listens beside its socket
     router = Router(admin=admin, doors=doors, emitter=ctx.emitter, settings=settings,
                     log=ctx.log, nc=ctx.nc, access_log=access)
+    ctx.on_stop(router.stop)
     if access is not None and process is not None:
         server = await AccessLogServer(access, router.measure).start()
         ctx.on_stop(server.stop)
@@ -118,7 +122,8 @@ SERVICE = Service(
         On(ScalePlaced, "on_scale_placed"),
         On(DestroyStarted, "on_destroy_started"),
     ),
-    publishes=(TrafficSwitched, TrafficFailed, TrafficScaled, DestroyUnrouted),
+    publishes=(TrafficSwitched, TrafficFailed, TrafficScaled, DestroyUnrouted, RolloutStep,
+               RolloutPromoted, RolloutAborted),
     make=make,
     logs=True,
 )

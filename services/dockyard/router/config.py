@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockyard.router.rollout import split
 from dockyard.router.routes import AppRoute, RouteTable
 
 SERVER = "dockyard"
@@ -47,9 +48,16 @@ def _static(status: int, body: str, headers: dict[str, list[str]] | None = None)
 DIAL_SLOTS = 20
 
 
-def slotted(upstreams: tuple[str, ...] | list[str]) -> list[str]:
-    """The addresses written to an app's DIAL_SLOTS upstream files."""
-    return [upstreams[i % len(upstreams)] for i in range(max(DIAL_SLOTS, len(upstreams)))]
+# The cookie that keeps a client on its dial slot (apps with a [rollout]): during a canary a
+# slot is the old release's or the new one's, so a client does not bounce between the two.
+STICKY_COOKIE = "dockyard_slot"
+
+
+def slotted(route: AppRoute) -> list[str]:
+    """The addresses written to an app's upstream files (DIAL_SLOTS of them, or one per
+    instance past that): its upstreams', with a canary's share of the slots the new release's."""
+    slots = max(DIAL_SLOTS, len(route.upstreams), len(route.canary))
+    return split(route.upstreams, route.canary, route.canary_percent, slots)
 
 
 def dial_placeholder(routes_dir: str, app: str, index: int) -> str:
@@ -74,15 +82,20 @@ def app_handler(route: AppRoute, routes_dir: str | None = None) -> dict[str, Any
                                            "Content-Type": ["text/plain; charset=utf-8"]})
     if not route.upstreams:
         return _static(503, NO_WEB_BODY, {"Content-Type": ["text/plain; charset=utf-8"]})
-    dials = (list(route.upstreams) if routes_dir is None else
-             [dial_placeholder(routes_dir, route.app, i)
-              for i in range(len(slotted(route.upstreams)))])
-    return {
+    if routes_dir is not None:
+        dials = [dial_placeholder(routes_dir, route.app, i) for i in range(len(slotted(route)))]
+    else:
+        dials = slotted(route) if route.canary_percent else list(route.upstreams)
+    handler: dict[str, Any] = {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": dial} for dial in dials],
         "flush_interval": -1,
         "stream_close_delay": STREAM_CLOSE_DELAY,
     }
+    if route.sticky:
+        handler["load_balancing"] = {"selection_policy": {
+            "policy": "cookie", "name": STICKY_COOKIE, "fallback": {"policy": "random"}}}
+    return handler
 
 
 # The access log names the instance that served each request: the router's per-release figures.

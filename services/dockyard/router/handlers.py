@@ -28,9 +28,14 @@ from dockyard.contract.events import (
     Fact,
     HookSucceeded,
     InstanceRef,
+    RolloutAborted,
+    RolloutData,
+    RolloutPromoted,
+    RolloutStep,
     ScalePlaced,
     TrafficScaled,
 )
+from dockyard.contract.plan import Rollout
 from dockyard.contract.state import LiveRelease
 from dockyard.router import upstream_files
 from dockyard.router.access_log import AccessEntry, writer_address
@@ -45,12 +50,15 @@ from dockyard.router.config import (
 )
 from dockyard.router.errors import EndedDeploy, Unverified
 from dockyard.router.figures import KEPT_RELEASES, Measurements, Sample
+from dockyard.router.rollout import Canary, aborts, judge, release_figures
 from dockyard.router.routes import (
     AppRoute,
     Ignore,
     Records,
     Republish,
     RouteTable,
+    Switch,
+    canary_of,
     decide_failed,
     decide_queued,
     decide_switch,
@@ -58,6 +66,7 @@ from dockyard.router.routes import (
     switch_failed,
     switched,
     valid_app,
+    with_canary,
     with_live,
     with_pending,
     without_app,
@@ -112,6 +121,8 @@ class Router:
         self.access_log = None if access_log is None else writer_address(access_log)
         self.measured = Measurements()
         self.serving: dict[str, dict[str, int]] = {}  # app -> upstream -> release
+        self.canaries: dict[str, Canary] = {}  # app -> its canary in progress
+        self.running: set[asyncio.Task[None]] = set()
 
     def config_for(self, table: RouteTable) -> dict[str, Any]:
         """The whole Caddy config of a route table."""
@@ -185,7 +196,7 @@ class Router:
             route = table.get(app)
             if route is None or route.pending or not route.upstreams:
                 continue
-            wanted = slotted(route.upstreams)
+            wanted = slotted(route)
             if upstream_files.current_addresses(self.routes_dir, app) != wanted:
                 switched.append((app, upstream_files.switch(self.routes_dir, app, wanted)))
         return switched
@@ -222,9 +233,12 @@ class Router:
         """The table Caddy serves, with one app's route as its records say now (the others'
         are not looked at: an event costs the same with 1,000 apps as with one)."""
         if self.table is None:
-            return self.records.table()
+            return {name: with_canary(route, self.canaries.get(name))
+                    for name, route in self.records.table().items()}
         table = dict(self.table)
         route = self.records.route(app)
+        if route is not None:
+            route = with_canary(route, self.canaries.get(app))
         if route is None:
             table.pop(app, None)
         else:
@@ -239,7 +253,8 @@ class Router:
 
     async def on_hook_succeeded(self, event: HookSucceeded, subject: NatsSubject) -> None:
         """The gate opened: once the records vouch for it, switch the app's host to the
-        recorded instances, then announce it."""
+        recorded instances, then announce it; or, for a release with a [rollout], begin its
+        canary (the switch comes once every step passed)."""
         log = self.log.bind(app=event.app, deployment_id=event.deployment_id, release=event.release)
         try:
             checked_envelope(event, subject)  # before its names are used as keys
@@ -251,7 +266,7 @@ class Router:
                 self.timeouts.timed_out(event.deployment_id), self._fresh(event.app),
                 self.verdicts.outcome(event.deployment_id, POSTDEPLOY_STEP),
                 self.placements.get(event.app, event.release))
-            live, pending = self.records.live, self.records.pending
+            live = self.records.live
             if ended is not None:
                 _refuse(log, EndedDeploy(event.app, event.deployment_id,
                                          f"the deploy already ended as timeout: {ended.reason}"))
@@ -269,24 +284,148 @@ class Router:
                 await self._announce(event, switched(decision.live, previous))
                 log.info("switch already made, announced again")
                 return
-            log.info("switching", previous_release=decision.previous_release)
-            self._attribute(decision.live)
-            table = with_live(self._table(event.app), decision.live)
-            try:
-                await self._load(table, force=False)
-            except CaddyError as exc:
-                log.error("switch failed", error=str(exc))
-                await self._announce(event, switch_failed(str(exc)))
+            canary = self.canaries.get(event.app)
+            if canary is not None:
+                log.info("canary already running", canary_of=canary.deployment_id)
+                return  # a redelivery: the running canary ends this deploy
+            rollout = canary_of(decision, live.get(event.app), self._table(event.app))
+            if rollout is None:
+                await self._switch(event, decision, log)
                 return
-            await self.routes.set_live(decision.live)
-            self.records.apply(decision.live)
-            if event.app in pending:
-                await self.routes.clear_pending(event.app)
-                self.records.apply(RouteGone(app=event.app, kind=PENDING))
-            await self._announce(event, switched(decision.live, decision.previous_release))
-            log.info("switched", previous_release=decision.previous_release)
-            await self._tell(event, decision.live.instances, decision.previous_release,
-                             in_maintenance=event.app in self.records.maintenance)
+            self._attribute(decision.live)
+            self.canaries[event.app] = Canary(
+                deployment_id=event.deployment_id, release=event.release,
+                upstreams=route_upstreams(decision.live.instances))
+            try:  # clients get their slot's cookie first (a reload if the app had none)
+                await self._load(self._table(event.app), force=False)
+            except CaddyError as exc:
+                del self.canaries[event.app]
+                log.error("canary could not start", error=str(exc))
+                await self._announce(event, switch_failed(str(exc), event.data.spec))
+                return
+            task = asyncio.create_task(self._canary(event, decision, rollout, log))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _switch(self, event: HookSucceeded, decision: Switch, log: Any) -> None:
+        """Route every request to the new release (under the lock), record it, announce it."""
+        log.info("switching", previous_release=decision.previous_release)
+        self._attribute(decision.live)
+        table = with_live(self._table(event.app), decision.live)
+        try:
+            await self._load(table, force=False)
+        except CaddyError as exc:
+            log.error("switch failed", error=str(exc))
+            await self._announce(event, switch_failed(str(exc), event.data.spec))
+            return
+        await self.routes.set_live(decision.live)
+        self.records.apply(decision.live)
+        if event.app in self.records.pending:
+            await self.routes.clear_pending(event.app)
+            self.records.apply(RouteGone(app=event.app, kind=PENDING))
+        await self._announce(event, switched(decision.live, decision.previous_release))
+        log.info("switched", previous_release=decision.previous_release)
+        await self._tell(event, decision.live.instances, decision.previous_release,
+                         in_maintenance=event.app in self.records.maintenance)
+
+    async def _canary(self, event: HookSucceeded, decision: Switch, rollout: Rollout,
+                      log: Any) -> None:
+        """Give the new release each step's share of requests in turn, judge each step on what
+        both releases answered over it, then switch every request (or send every request back
+        and fail the deploy `canary-error`). Never raises: a canary that cannot go on aborts."""
+        app, steps = event.app, len(rollout.steps)
+        judged: RolloutData | None = None
+        try:
+            for number, percent in enumerate(rollout.steps, 1):
+                async with self.lock:
+                    if (stop := await self._canary_stopped(event)) is not None:
+                        await self._load(self._table(app), force=False)
+                        log.info("canary stopped", reason=stop)
+                        return
+                    self.canaries[app] = msgspec.structs.replace(self.canaries[app],
+                                                                 percent=percent)
+                    await self._load(self._table(app), force=False)
+                started = RolloutData(step=number, steps=steps, percent=percent)
+                await self._announce(event, Fact.of(RolloutStep, started, number, "started"))
+                await self._say(event, f"canary step {number}/{steps}: v{event.release} takes "
+                                       f"{percent}% of requests for {rollout.hold:g}s")
+                log.info("canary step", step=number, percent=percent)
+                begun = time.monotonic()
+                await asyncio.sleep(rollout.hold)
+                if self.canaries.get(app) is None:
+                    log.info("canary stopped", reason="its deploy ended")
+                    return  # on_deploy_failed sent every request back already
+                now = time.monotonic()
+                new = self.measured.figures(app, event.release, now, window=now - begun)
+                old = self.measured.figures(app, decision.previous_release or 0, now,
+                                            window=now - begun)
+                verdict, reason = judge(new, old, rollout, measured=self.access_log is not None)
+                judged = RolloutData(step=number, steps=steps, percent=percent, verdict=verdict,
+                                     reason=reason, new=release_figures(new),
+                                     old=release_figures(old))
+                await self._say(event, f"canary step {number}/{steps}: {verdict}: {reason}")
+                if aborts(verdict, rollout):
+                    await self._abort_canary(event, judged, log)
+                    return
+                await self._announce(event, Fact.of(RolloutStep, judged, number, "judged"))
+            promoted = judged or RolloutData(step=steps, steps=steps, percent=100)
+            await self._announce(event, Fact.of(RolloutPromoted, msgspec.structs.replace(
+                promoted, step=steps + 1, percent=100)))
+            async with self.lock:
+                if (stop := await self._canary_stopped(event)) is not None:
+                    await self._load(self._table(app), force=False)
+                    log.info("canary stopped", reason=stop)
+                    return
+                del self.canaries[app]
+                await self._switch(event, decision, log)
+        except asyncio.CancelledError:
+            raise  # the router stops: a restarted one serves the old release (records)
+        except Exception as exc:  # noqa: BLE001 (a canary that cannot go on must still end)
+            log.exception("canary failed")
+            failed = judged or RolloutData(step=0, steps=steps, percent=0)
+            await self._abort_canary(event, msgspec.structs.replace(
+                failed, verdict="failed", reason=f"the canary could not go on: {exc}"), log)
+
+    async def _canary_stopped(self, event: HookSucceeded) -> str | None:
+        """Why an app's canary must not go on (its deploy ended: the watchdog's timeout), or
+        None; a stopped canary is forgotten (the caller loads the table without it)."""
+        if self.canaries.get(event.app, None) is None:
+            return "its deploy ended"
+        ended = await self.timeouts.timed_out(event.deployment_id)
+        if ended is not None:
+            self.canaries.pop(event.app, None)
+            return f"the deploy ended as timeout: {ended.reason}"
+        return None
+
+    async def _abort_canary(self, event: HookSucceeded, judged: RolloutData, log: Any) -> None:
+        """Every request back to the old release, then the deploy fails `canary-error` (the
+        scheduler removes the new instances, on-failure runs)."""
+        async with self.lock:
+            self.canaries.pop(event.app, None)
+            await self._load(self._table(event.app), force=False)
+        log.warning("canary aborted", step=judged.step, reason=judged.reason)
+        await self._announce(event, Fact.of(RolloutAborted, judged))
+        await self._say(event, f"canary aborted at step {judged.step}: every request is back "
+                               f"on the old release")
+        await self._announce(event, switch_failed(
+            f"canary step {judged.step}/{judged.steps} ({judged.percent}%) failed: "
+            f"{judged.reason}", event.data.spec, "canary-error"))
+
+    async def _say(self, event: HookSucceeded, line: str) -> None:
+        """One line in the deploy log."""
+        if self.nc is None:
+            return
+        deploy_log = DeployLog(self.nc, event.app, event.deployment_id, "router")
+        await deploy_log.system(line)
+        await deploy_log.flush()
+
+    async def stop(self) -> None:
+        """Stop the canaries (a restarted router serves what the records say: the old
+        releases; their deploys end at the watchdog's deadline)."""
+        for task in list(self.running):
+            task.cancel()
+        if self.running:
+            await asyncio.wait(self.running, timeout=5)
 
     async def on_scale_placed(self, event: ScalePlaced, subject: NatsSubject) -> None:
         """A scale or restart placed the live release's instances: once the scheduler's record
@@ -364,6 +503,14 @@ class Router:
         except Unverified as exc:
             _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
         async with self.lock:
+            canary = self.canaries.get(event.app)
+            if canary is not None and canary.deployment_id == event.deployment_id:
+                # Ended (the watchdog's timeout) while its canary ran: every request goes back
+                # to the old release before the scheduler stops the new one.
+                del self.canaries[event.app]
+                await self._load(self._table(event.app), force=False)
+                self.log.info("canary stopped", app=event.app,
+                              deployment_id=event.deployment_id, reason=event.data.reason)
             await self._fresh(event.app)
             if not decide_failed(event, self.records.live.get(event.app),
                                  self.records.pending.get(event.app)):

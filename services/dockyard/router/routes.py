@@ -11,7 +11,9 @@ import msgspec
 from dockyard.contract.events import (
     DeployFailed,
     DeployQueued,
+    DeploySpec,
     Fact,
+    FailedStatus,
     FailureData,
     InstanceRef,
     SwitchData,
@@ -19,11 +21,13 @@ from dockyard.contract.events import (
     TrafficSwitched,
 )
 from dockyard.contract.names import InvalidAppName, check_app
+from dockyard.contract.plan import Rollout
 from dockyard.contract.state import LiveRelease, Maintenance, Pending
 from dockyard.state.maintenance import MaintenanceError, check_message
 from dockyard.state.routes import LIVE, RouteGone, RouteUpdate
 
 if TYPE_CHECKING:
+    from dockyard.router.rollout import Canary
     from dockyard.router.verify import Verified
 
 WEB = "web"
@@ -40,6 +44,12 @@ class AppRoute(msgspec.Struct, frozen=True, kw_only=True):
     maintenance: bool = False
     # The operator's line on the maintenance page, if any.
     message: str | None = None
+    # Each client keeps the dial slot a cookie names: the app's release has a [rollout] (its
+    # next deploy's canary needs it, and the config's shape does not change when one starts).
+    sticky: bool = False
+    # A canary in progress: the new release's upstreams, and the share of requests they take.
+    canary: tuple[str, ...] = ()
+    canary_percent: int = 0
 
 
 RouteTable = Mapping[str, AppRoute]
@@ -98,7 +108,7 @@ def table_from_state(live: Iterable[LiveRelease], pending: Iterable[Pending],
     table = {p.app: AppRoute(app=p.app, pending=True) for p in pending if valid_app(p.app)}
     for record in live:
         if valid_app(record.app):
-            table[record.app] = AppRoute(app=record.app, upstreams=upstreams(record.instances))
+            table[record.app] = live_route(record)
     for flag in maintenance:
         if flag.enabled and valid_app(flag.app):
             current = table.get(flag.app, AppRoute(app=flag.app))
@@ -169,11 +179,30 @@ def _put(known: dict[str, T], app: str, record: T | None) -> bool:
     return True
 
 
+def live_route(live: LiveRelease) -> AppRoute:
+    """An app routed to the web instances of its live release."""
+    return AppRoute(app=live.app, upstreams=upstreams(live.instances),
+                    sticky=live.spec.plan.rollout is not None)
+
+
+def with_canary(route: AppRoute, canary: Canary | None) -> AppRoute:
+    """An app's route with its canary's share of requests going to the new release's
+    instances (unless the app answers 503: maintenance, pending or no web instance). Sticky
+    from the canary's start, before any share is given: a client has its slot's cookie before
+    a slot turns new, so it never bounces back."""
+    if canary is None or route.maintenance or route.pending or not route.upstreams:
+        return route
+    if not canary.percent:
+        return msgspec.structs.replace(route, sticky=True)
+    return msgspec.structs.replace(route, sticky=True, canary=canary.upstreams,
+                                   canary_percent=canary.percent)
+
+
 def with_live(table: RouteTable, live: LiveRelease) -> dict[str, AppRoute]:
     """The table with one app routed to the instances of its live release (still answering its
     maintenance page if it is in maintenance)."""
     current = table.get(live.app)
-    route = AppRoute(app=live.app, upstreams=upstreams(live.instances))
+    route = live_route(live)
     if current is not None and current.maintenance:
         route = msgspec.structs.replace(route, maintenance=True, message=current.message)
     return {**table, live.app: route}
@@ -221,6 +250,21 @@ def decide_switch(verified: Verified, current: LiveRelease | None) -> Switch | R
     return Switch(live=live, previous_release=None if current is None else current.release)
 
 
+def canary_of(decision: Switch, current: LiveRelease | None,
+              table: RouteTable) -> Rollout | None:
+    """The rollout a switch goes through as a canary, or None to switch every request at once:
+    the new release has a [rollout], is not a rollback (that is wanted at once), and the old
+    release serves requests the canary can be compared with (not a first deploy, not an app
+    in maintenance or without a web instance, new or old)."""
+    rollout = decision.live.spec.plan.rollout
+    if rollout is None or decision.live.spec.kind == "rollback" or current is None:
+        return None
+    route = table.get(decision.live.app)
+    if route is None or route.maintenance or route.pending or not route.upstreams:
+        return None
+    return rollout if upstreams(decision.live.instances) else None
+
+
 def decide_queued(event: DeployQueued, current: LiveRelease | None,
                   pending: Pending | None) -> Pending | None:
     """The Pending record to write when a first deploy is queued, or None when nothing changes."""
@@ -243,9 +287,12 @@ def switched(live: LiveRelease, previous_release: int | None) -> Fact[SwitchData
                                                previous_release=previous_release))
 
 
-def switch_failed(reason: str) -> Fact[FailureData]:
-    """The traffic.failed of a switch Caddy refused or could not be asked to make."""
-    return Fact.of(TrafficFailed, FailureData(status="switch-error", reason=reason))
+def switch_failed(reason: str, spec: DeploySpec,
+                  status: FailedStatus = "switch-error") -> Fact[FailureData]:
+    """The traffic.failed of a switch Caddy refused or could not be asked to make (or of a
+    canary sent back), with the deploy's spec: the scheduler removes the new instances by it,
+    the hook-runner runs on-failure from its build."""
+    return Fact.of(TrafficFailed, FailureData(status=status, reason=reason, spec=spec))
 
 
 def previous_release_from_history(history: Iterable[LiveRelease], deployment_id: str) -> int | None:

@@ -61,7 +61,7 @@ log = structlog.get_logger()
 
 # Progress order of the in-flight statuses; any failure ranks above them all, so a late
 # `start.started` can never pull a `hook-error` deployment back to `starting`.
-_PROGRESS = ("queued", "building", "releasing", "starting", "postdeploy", "switching")
+_PROGRESS = ("queued", "building", "releasing", "starting", "postdeploy", "switching", "canary")
 _FAILURE_RANK = len(_PROGRESS)
 _TERMINAL = (DeploySucceeded, DeployFailed)
 _NOTIFICATIONS = (NotificationAttempted, NotificationDelivered, NotificationFailed)

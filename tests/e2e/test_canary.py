@@ -1,0 +1,143 @@
+"""Canary deploys on the real stack (nats-server, Caddy, the process runtime), under a bounded
+load on loopback: a good release is promoted through every step with 0 failed requests; one that
+answers 500 to a fifth of its requests is sent back at the first step, the deploy ends
+`canary-error` with the figures, on-failure runs, its instances go, and the old release serves
+everything afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from dockyard.client import Followers
+from dockyard.contract.events import DeployFailed, DeploySucceeded, RolloutAborted, RolloutStep
+from dockyard.runtime.select import Runtimes
+from tests.e2e.apps import get, make_app
+from tests.e2e.conftest import Running, start_running, stop_running
+from tests.e2e.phase_support import events_of, texts_of, types
+from tests.load import Load
+
+WAIT = 180
+# Each step held 3 s: the load gives the new release far more than min_requests in each.
+ROLLOUT = """
+[rollout]
+steps = [10, 50]
+hold = "3s"
+min_requests = 5
+
+[processes.web]
+command = "exec python3 web.py"
+
+[[on_failure]]
+command = "echo on-failure-ran status=$DOCKYARD_FAILURE_STATUS"
+"""
+
+
+def web(version: str, fail_every: int = 0) -> str:
+    """A web process answering `app <version>`, and 500 to every `fail_every`-th request."""
+    return f"""\
+import http.server, itertools, os
+
+count = itertools.count(1)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        failing = {fail_every} and next(count) % {fail_every} == 0
+        body = b"app {version}\\n"
+        self.send_response(500 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def canary_app(root: Path, version: str, fail_every: int = 0) -> Path:
+    return make_app(root, "process", version, toml=ROLLOUT,
+                    files={"web.py": web(version, fail_every)})
+
+
+async def deploy_under_load(running: Running, app: str, source: Path) -> tuple[object, Load]:
+    """Deploy while users ask the app's host; the deploy's end and what the users got."""
+    load = Load(running.port, f"{app}.localhost")
+    outcome: list[object] = []
+
+    async def ended() -> bool:
+        return bool(outcome)
+
+    async def deploy() -> None:
+        outcome.append(await running.client.deploy(app, source, Followers(), wait=WAIT))
+
+    task = asyncio.create_task(deploy())
+    try:
+        await load.run(ended, within=WAIT)
+    finally:
+        await task
+    return outcome[0], load
+
+
+async def test_a_good_canary_is_promoted_and_a_failing_one_is_sent_back(tmp_path: Path) -> None:
+    running = await start_running(tmp_path, "process")
+    try:
+        app = running.app_name("canary")
+        v1 = await running.client.deploy(app, canary_app(tmp_path / "v1", "v1"), Followers(),
+                                         wait=WAIT)
+        assert isinstance(v1, DeploySucceeded), v1
+
+        # A good release: every step passes, then every request goes to it; nobody sees an error.
+        v2, load = await deploy_under_load(running, app, canary_app(tmp_path / "v2", "v2"))
+        assert isinstance(v2, DeploySucceeded), v2
+        answers = load.all()
+        print(f"good canary: {len(answers)} requests, "  # the README's figures (pytest -s)
+              f"{sum(1 for a in answers if a[0] != 200)} not 200, {len(load.failures)} failed")
+        assert load.failures == [], load.failures[:3]
+        assert all(status == 200 for status, _ in answers), Counter(answers)
+        seen = Counter(text.strip() for _, text in answers)
+        assert seen["app v1"] > 0 and seen["app v2"] > 0, seen
+        events = await events_of(running, app, v2.deployment_id)
+        steps = [e for e in events if isinstance(e, RolloutStep)]
+        assert [(e.data.step, e.data.percent, e.data.verdict) for e in steps] == [
+            (1, 10, "started"), (1, 10, "passed"), (2, 50, "started"), (2, 50, "passed")]
+        assert types(events).index("dockyard.rollout.promoted") < types(events).index(
+            "dockyard.traffic.switched")
+        assert all(get(running.port, app).text == "app v2\n" for _ in range(5))
+        texts = await texts_of(running, v2.deployment_id)
+        assert any("canary step 1/2: v2 takes 10% of requests" in t for t in texts), texts
+
+        # A release failing a fifth of its requests: sent back at the first step.
+        v3, load = await deploy_under_load(
+            running, app, canary_app(tmp_path / "v3", "v3", fail_every=5))
+        assert isinstance(v3, DeployFailed), v3
+        assert v3.data.status == "canary-error"
+        assert "canary step 1/2 (10%) failed: error rate" in v3.data.reason, v3.data.reason
+        answers = load.all()
+        errors = [a for a in answers if a[0] >= 500]
+        print(f"failing canary: {len(answers)} requests, {len(errors)} answered 5xx; "
+              f"{v3.data.reason}")
+        # At most the step's share of requests failed (10 % of a fifth, plus noise).
+        assert len(errors) <= 0.1 * len(answers) + 5, (len(errors), len(answers))
+        assert load.failures == [], load.failures[:3]
+        events = await events_of(running, app, v3.deployment_id)
+        (aborted,) = [e for e in events if isinstance(e, RolloutAborted)]
+        assert aborted.data.new is not None and aborted.data.new.error_rate > 0.1
+        assert "dockyard.traffic.switched" not in types(events)
+        texts = await texts_of(running, v3.deployment_id)
+        assert "on-failure-ran status=canary-error" in texts, "\n".join(texts)
+        assert all(get(running.port, app).text == "app v2\n" for _ in range(20))
+        runtimes = Runtimes(running.settings)
+        try:
+            rt = await runtimes.get("process")
+            assert {i.release for i in await rt.list_instances(app)} == {2}
+        finally:
+            await runtimes.close()
+    finally:
+        await stop_running(running)
