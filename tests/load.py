@@ -39,7 +39,8 @@ class Load:
                         continue
                     got.append((answer.status_code, answer.text))
 
-    async def run(self, until_done: Callable[[], Awaitable[object]], within: float) -> None:
+    async def run(self, until_done: Callable[[], object | Awaitable[object]],
+                  within: float) -> None:
         """Keep asking until `until_done` answers something truthy (bounded)."""
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:

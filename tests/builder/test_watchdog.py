@@ -78,6 +78,9 @@ def test_each_phase_may_take_its_timeouts_each_with_the_grace_plus_the_margin() 
     # A canary holds each step (each with the margin for its own work) before the switch.
     canary = msgspec.structs.replace(PLAN, rollout=Rollout(steps=[5, 25, 50], hold=60))
     assert budget("switch", canary) == 3 * (60 + 30) + 30
+    # A watch window: the end waits for it.
+    watched = msgspec.structs.replace(PLAN, rollout=Rollout(steps=[], watch=300))
+    assert budget("end", watched) == 300 + 30
     assert budget("start", plan=None) == 30  # a build failure carries no plan
 
 

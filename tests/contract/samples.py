@@ -27,6 +27,7 @@ from dockyard.contract.events import (
     ScaleFailureData,
     SpecData,
     SwitchData,
+    WatchData,
     new_id,
     stamp,
 )
@@ -59,6 +60,9 @@ _DATA: dict[type[Any], Any] = {
                                                    reason="HTTP 500"),
     ScaleData: ScaleData(spec=SPEC, instances=INSTANCES, formation={"web": 1}, started=["i1"]),
     ScaleFailureData: ScaleFailureData(reason="no live release"),
+    WatchData: WatchData(spec=SPEC, watch=300, reason="the watch window passed",
+                         new=ReleaseFigures(release=2, requests=4000, errors=3,
+                                            error_rate=0.0008, p95=0.012)),
     RolloutData: RolloutData(step=1, steps=2, percent=5, verdict="passed",
                              reason="within the thresholds",
                              new=ReleaseFigures(release=2, requests=40, errors=0, error_rate=0.0,

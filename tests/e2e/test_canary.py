@@ -11,7 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 from dockyard.client import Followers
-from dockyard.contract.events import DeployFailed, DeploySucceeded, RolloutAborted, RolloutStep
+from dockyard.contract.events import (
+    DeployFailed,
+    DeploySucceeded,
+    RolloutAborted,
+    RolloutStep,
+    RolloutWatched,
+)
 from dockyard.runtime.select import Runtimes
 from tests.e2e.apps import get, make_app
 from tests.e2e.conftest import Running, start_running, stop_running
@@ -34,21 +40,27 @@ command = "echo on-failure-ran status=$DOCKYARD_FAILURE_STATUS"
 """
 
 
-def web(version: str, fail_every: int = 0) -> str:
-    """A web process answering `app <version>`, and 500 to every `fail_every`-th request."""
+def web(version: str, failing: str = "False") -> str:
+    """A web process answering `app <version>`, or a 500 when `failing` (a Python expression,
+    evaluated per request, over `n`: the request's number, and `since`: seconds since the
+    first request) is true."""
     return f"""\
-import http.server, itertools, os
+import http.server, itertools, os, time
 
 count = itertools.count(1)
+first = []
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        failing = {fail_every} and next(count) % {fail_every} == 0
+        n = next(count)
+        first.append(first[0] if first else time.monotonic())
+        del first[1:]
+        since = time.monotonic() - first[0]
         body = b"app {version}\\n"
-        self.send_response(500 if failing else 200)
+        self.send_response(500 if {failing} else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -63,7 +75,19 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 
 def canary_app(root: Path, version: str, fail_every: int = 0) -> Path:
     return make_app(root, "process", version, toml=ROLLOUT,
-                    files={"web.py": web(version, fail_every)})
+                    files={"web.py": web(version, f"n % {fail_every} == 0" if fail_every
+                                         else "False")})
+
+
+async def serves_only(running: Running, app: str, release: int) -> None:
+    """Every request goes to that release, and only its instances run (the other's are gone)."""
+    assert all(get(running.port, app).text == f"app v{release}\n" for _ in range(20))
+    runtimes = Runtimes(running.settings)
+    try:
+        rt = await runtimes.get("process")
+        assert {i.release for i in await rt.list_instances(app)} == {release}
+    finally:
+        await runtimes.close()
 
 
 async def deploy_under_load(running: Running, app: str, source: Path) -> tuple[object, Load]:
@@ -132,12 +156,59 @@ async def test_a_good_canary_is_promoted_and_a_failing_one_is_sent_back(tmp_path
         assert "dockyard.traffic.switched" not in types(events)
         texts = await texts_of(running, v3.deployment_id)
         assert "on-failure-ran status=canary-error" in texts, "\n".join(texts)
-        assert all(get(running.port, app).text == "app v2\n" for _ in range(20))
-        runtimes = Runtimes(running.settings)
-        try:
-            rt = await runtimes.get("process")
-            assert {i.release for i in await rt.list_instances(app)} == {2}
-        finally:
-            await runtimes.close()
+        await serves_only(running, app, 2)
+    finally:
+        await stop_running(running)
+
+
+WATCHED = """
+[rollout]
+steps = []
+watch = "40s"
+min_requests = 5
+
+[processes.web]
+command = "exec python3 web.py"
+
+[[on_failure]]
+command = "echo on-failure-ran status=$DOCKYARD_FAILURE_STATUS"
+"""
+
+
+async def test_a_release_degrading_after_its_switch_is_switched_back_in_the_window(
+        tmp_path: Path) -> None:
+    running = await start_running(tmp_path, "process")
+    try:
+        app = running.app_name("watched")
+        # A first deploy has nothing to switch back to: its window passes at once.
+        source = make_app(tmp_path / "v1", "process", "v1", toml=WATCHED,
+                          files={"web.py": web("v1")})
+        v1 = await running.client.deploy(app, source, Followers(), wait=WAIT)
+        assert isinstance(v1, DeploySucceeded), v1
+        events = await events_of(running, app, v1.deployment_id)
+        (watched,) = [e for e in events if isinstance(e, RolloutWatched)]
+        assert watched.data.reason == "nothing to switch back to"
+
+        # v2 serves well for 10 s after its switch, then answers 500 to everything.
+        source = make_app(tmp_path / "v2", "process", "v2", toml=WATCHED,
+                          files={"web.py": web("v2", "since > 10")})
+        v2, load = await deploy_under_load(running, app, source)
+        assert isinstance(v2, DeployFailed), v2
+        assert v2.data.status == "rolled-back", v2.data
+        assert v2.data.reason.startswith("switched back to v1, "), v2.data.reason
+        assert "watch window: error rate" in v2.data.reason, v2.data.reason
+        events = await events_of(running, app, v2.deployment_id)
+        kinds = types(events)
+        assert kinds.index("dockyard.traffic.switched") < kinds.index(
+            "dockyard.rollout.rolled_back") < kinds.index("dockyard.deploy.failed")
+        answers = load.all()
+        seen = Counter((status, text.strip()) for status, text in answers)
+        print(f"watch window: {len(answers)} requests: {dict(seen)}; {v2.data.reason}")
+        assert load.failures == [], load.failures[:3]
+        assert seen[(200, "app v2")] > 0 and seen[(500, "app v2")] > 0, seen
+        texts = await texts_of(running, v2.deployment_id)
+        assert "on-failure-ran status=rolled-back" in texts, "\n".join(texts)
+        # The old release, never stopped, serves everything; the new one's instances are gone.
+        await serves_only(running, app, 1)
     finally:
         await stop_running(running)

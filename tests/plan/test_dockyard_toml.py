@@ -197,6 +197,8 @@ def test_rollout_table() -> None:
     assert manifest.rollout == Rollout(steps=[10, 50], hold=120, max_error_increase=0.0,
                                        min_requests=100, inconclusive="abort")
     assert parse_dockyard_toml("[rollout]\n").rollout == Rollout()
+    watch_only = parse_dockyard_toml('[rollout]\nsteps = []\nwatch = "5m"\n').rollout
+    assert watch_only == Rollout(steps=[], watch=300)
     assert parse_dockyard_toml("").rollout is None
 
 
@@ -206,7 +208,10 @@ def test_rollout_table() -> None:
     ("[rollout]\nsteps = [25, 10]\n", "dockyard.toml:2: rollout.steps: must grow: 10 comes "
      "after 25"),
     ("[rollout]\nsteps = [100]\n", "100 is not a share the router can give"),
-    ("[rollout]\nsteps = []\n", "rollout.steps: must list 1 to 10 shares"),
+    ("[rollout]\nsteps = []\n", "rollout.steps: no step and no watch window"),
+    ("[rollout]\nsteps = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]\n",
+     "rollout.steps: must list at most 10 shares"),
+    ("[rollout]\nwatch = -1\n", "rollout.watch: -1 is not a positive duration"),
     ("[rollout]\nhold = \"soon\"\n", 'dockyard.toml:2: rollout.hold: "soon" is not a '
      "duration"),
     ("[rollout]\nmax_error_increase = 2\n", "2.0 is not a fraction of requests between 0 and 1"),

@@ -467,6 +467,7 @@ async def _true_if(value: bool) -> bool:
 async def test_each_declared_event_reaches_its_handler_as_its_type() -> None:
     routed: dict[type[contract_events.Event[Any]], str] = {
         contract_events.HookSucceeded: "on_hook_succeeded",
+        contract_events.AfterSwitchSucceeded: "on_after_switch_succeeded",
         contract_events.DeployQueued: "on_deploy_queued",
         contract_events.DeployFailed: "on_deploy_failed",
         contract_events.ScalePlaced: "on_scale_placed",

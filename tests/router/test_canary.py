@@ -15,12 +15,15 @@ import httpx
 import pytest
 
 from dockyard.contract.events import (
+    AfterSwitchSucceeded,
     DeploySpec,
     HookSucceeded,
     InstanceRef,
     RolloutAborted,
     RolloutPromoted,
+    RolloutRolledBack,
     RolloutStep,
+    RolloutWatched,
     TrafficFailed,
     TrafficSwitched,
 )
@@ -81,13 +84,21 @@ def canary_event(app: str, release: int, instances: list[InstanceRef],
                 instances=instances)
 
 
-async def test_a_good_release_is_promoted_step_by_step_with_no_failed_request(
-        canaried: Canaried, gate: Gate,
-        upstreams: Callable[[str], Awaitable[Upstream]]) -> None:
-    app = app_name("canary")
+async def serving_v1(canaried: Canaried, gate: Gate,
+                     upstreams: Callable[[str], Awaitable[Upstream]],
+                     prefix: str) -> tuple[str, Upstream, Upstream]:
+    """A new app whose v1 serves every request, and a v2 upstream to deploy."""
+    app = app_name(prefix)
     v1, v2 = await upstreams("v1"), await upstreams("v2")
     await switch(canaried.router, await gate.open(hook_succeeded(app, deployment(), 1,
                                                                  [v1.instance(1)])))
+    return app, v1, v2
+
+
+async def test_a_good_release_is_promoted_step_by_step_with_no_failed_request(
+        canaried: Canaried, gate: Gate,
+        upstreams: Callable[[str], Awaitable[Upstream]]) -> None:
+    app, v1, v2 = await serving_v1(canaried, gate, upstreams, "canary")
     load = Load(canaried.port, f"{app}.localhost")
     event = await gate.open(canary_event(app, 2, [v2.instance(2)]))
 
@@ -184,3 +195,63 @@ async def test_too_few_requests_is_inconclusive_and_the_stated_policy_decides(
     await until(lambda: TrafficFailed in canaried.types(), "aborted")
     live = await canaried.router.routes.live(app)
     assert live is not None and live.release == 2
+
+
+# ------------------------------------------------------------------ the watch window
+
+
+def after_switch(event: HookSucceeded) -> AfterSwitchSucceeded:
+    """What the hook-runner publishes once the release's after-switch passed."""
+    return make(AfterSwitchSucceeded, app=event.app, deployment_id=event.deployment_id,
+                release=event.release, spec=event.data.spec)
+
+
+async def test_a_release_that_degrades_inside_the_watch_window_is_switched_back(
+        canaried: Canaried, gate: Gate,
+        upstreams: Callable[[str], Awaitable[Upstream]]) -> None:
+    app, v1, v2 = await serving_v1(canaried, gate, upstreams, "watch")
+    load = Load(canaried.port, f"{app}.localhost")
+    watched = Rollout(steps=[], watch=30, min_requests=5)
+    event = await gate.open(canary_event(app, 2, [v2.instance(2)], watched))
+    await switch(canaried.router, event)  # no steps: every request at once
+    assert canaried.types()[-1] is TrafficSwitched
+    await canaried.router.on_after_switch_succeeded(after_switch(event),
+                                                    after_switch(event).nats_subject())
+
+    async def degraded_then_back() -> bool:
+        if v2.hits > 40:
+            v2.fail_every = 1  # every answer a 500 from now on
+        return RolloutRolledBack in canaried.types()
+
+    await load.run(degraded_then_back, within=30)
+    (back,) = [e for e in canaried.emitter.emitted if isinstance(e, RolloutRolledBack)]
+    assert back.data.status == "rolled-back" and back.data.spec == event.data.spec
+    assert back.data.reason.startswith("switched back to v1, ")
+    assert "watch window: error rate" in back.data.reason, back.data.reason
+    live = await canaried.router.routes.live(app)
+    assert live is not None and live.release == 1
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(10):
+            answer = await client.get(f"http://127.0.0.1:{canaried.port}/",
+                                      headers={"Host": f"{app}.localhost"})
+            assert (answer.status_code, answer.text) == (200, "v1")
+
+
+async def test_a_clean_watch_window_passes_and_says_so(
+        canaried: Canaried, gate: Gate,
+        upstreams: Callable[[str], Awaitable[Upstream]]) -> None:
+    app, v1, v2 = await serving_v1(canaried, gate, upstreams, "watch")
+    watched = Rollout(steps=[], watch=2, min_requests=5)
+    event = await gate.open(canary_event(app, 2, [v2.instance(2)], watched))
+    await switch(canaried.router, event)
+    await canaried.router.on_after_switch_succeeded(after_switch(event),
+                                                    after_switch(event).nats_subject())
+    load = Load(canaried.port, f"{app}.localhost")
+    await load.run(lambda: RolloutWatched in canaried.types(), within=30)
+    (passed,) = [e for e in canaried.emitter.emitted if isinstance(e, RolloutWatched)]
+    assert passed.data.reason == "the watch window passed" and passed.data.watch == 2
+    assert passed.data.new is not None and passed.data.new.errors == 0
+    assert RolloutRolledBack not in canaried.types()
+    live = await canaried.router.routes.live(app)
+    assert live is not None and live.release == 2
+    assert load.failures == [] and {text for _, text in load.all()} == {"v2"}

@@ -25,6 +25,8 @@ from dockyard.contract.events import (
     ReleaseSucceeded,
     RetireData,
     RetireSucceeded,
+    RolloutRolledBack,
+    RolloutWatched,
     SpecData,
     StartFailed,
     StartStarted,
@@ -32,7 +34,7 @@ from dockyard.contract.events import (
     TrafficFailed,
     new_id,
 )
-from dockyard.contract.plan import Health, Plan, ProcessType
+from dockyard.contract.plan import Health, Plan, ProcessType, Rollout
 from dockyard.contract.state import LiveRelease, TimedOut
 from dockyard.pipeline.env import instance_env
 from dockyard.runtime.base import InstanceSpec, StartError
@@ -346,6 +348,31 @@ async def test_success_ends_the_deploy_frees_the_lock_then_retires_the_old(w: Wo
     assert w.runtime.removed == ["img2+pre", "img2"]
     log = w.nc.texts(w.dep)
     assert log[:2] == ["===== retire =====", "draining 1 old instance(s) for 0s"]
+
+
+async def test_with_a_watch_window_the_old_stay_warm_until_the_router_says_it_passed(
+        w: World) -> None:
+    watched = msgspec.structs.replace(SPEC, plan=msgspec.structs.replace(
+        SPEC.plan, rollout=Rollout(steps=[], watch=60)))
+    await running(w, 2)
+    await running(w, 3)
+    await w.scheduler.on_after_switch_succeeded(after_switch(w, watched),
+                                                FakeMessage().as_message())
+    assert w.events() == [] and w.ids(2) == [f"{APP}-2-web-1"]  # nothing ends, nothing stops
+    passed = make(RolloutWatched, app=APP, deployment_id=w.dep, release=RELEASE, spec=watched,
+                  watch=60, reason="the watch window passed")
+    await w.scheduler.on_rollout_watched(passed, FakeMessage().as_message())
+    assert w.types() == [DeploySucceeded, RetireSucceeded] and w.ids(2) == []
+
+
+async def test_a_rolled_back_releases_instances_go_and_the_old_stay(w: World) -> None:
+    await running(w, 2)
+    await running(w, 3)
+    back = make(RolloutRolledBack, app=APP, deployment_id=w.dep, release=RELEASE,
+                status="rolled-back", reason="switched back to v2, ...", spec=SPEC)
+    await w.scheduler.on_pre_switch_failure(back, FakeMessage().as_message())
+    assert w.ids(2) == [f"{APP}-2-web-1"] and w.ids(3) == []
+    assert w.events() == [(DeployAborted, back.data)]
 
 
 async def test_the_drain_setting_overrides_the_plans() -> None:

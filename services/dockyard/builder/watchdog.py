@@ -27,6 +27,7 @@ from dockyard.contract.events import (
     HookSucceeded,
     ReleaseFailed,
     ReleaseSucceeded,
+    RolloutRolledBack,
     StartFailed,
     StartSucceeded,
     TrafficFailed,
@@ -52,6 +53,7 @@ PHASES: dict[type[Event[Any]], str] = {
     HookFailed: "abort",
     TrafficFailed: "abort",
     AfterSwitchFailed: "abort",
+    RolloutRolledBack: "abort",
     DeployAborted: "on-failure",
 }
 ORDER = ("release", "start", "postdeploy", "switch", "after-switch", "end", "abort",
@@ -88,6 +90,9 @@ def budget(plan: Plan | None, phase: str, *, grace: float, margin: float,
         return (plan.drain if drain is None else drain) + 2 * instances * grace + margin
     if phase == "on-failure":
         return _commands(plan.on_failure, grace) + margin
+    if phase == "end" and plan.rollout is not None:
+        # The watch window: the router says how it went, then the scheduler ends the deploy.
+        return plan.rollout.watch + margin
     if phase == "switch" and plan.rollout is not None:
         # A canary: every step held, then the switch.
         return len(plan.rollout.steps) * (plan.rollout.hold + margin) + margin

@@ -33,6 +33,7 @@ Status = Literal[
     "hook-error",
     "switch-error",
     "canary-error",
+    "rolled-back",
     "cancelled",
     "rejected",
     "timeout",
@@ -40,11 +41,14 @@ Status = Literal[
 # `rejected`: refused before its turn (the app's queue was full); nothing ran.
 # `timeout`: a phase passed its deadline (the builder's watchdog ended the deploy).
 # `canary-error`: a canary step's figures crossed the thresholds; every request went back.
+# `rolled-back`: inside the watch window after the switch the new release's figures crossed
+# them; the router switched back to the still-warm old release.
 FailedStatus = Literal["build-error", "release-error", "start-error", "hook-error",
-                       "switch-error", "canary-error", "cancelled", "rejected", "timeout"]
+                       "switch-error", "canary-error", "rolled-back", "cancelled", "rejected",
+                       "timeout"]
 FAILED_STATUSES: tuple[FailedStatus, ...] = ("build-error", "release-error", "start-error",
                                              "hook-error", "switch-error", "canary-error",
-                                             "cancelled", "rejected", "timeout")
+                                             "rolled-back", "cancelled", "rejected", "timeout")
 DeployKind = Literal["source", "config", "rollback"]
 TAIL_LINES = 100
 
@@ -243,6 +247,17 @@ class RolloutData(msgspec.Struct, frozen=True, kw_only=True):
     steps: int
     percent: int
     verdict: RolloutVerdict = "started"
+    reason: str = ""
+    new: ReleaseFigures | None = None
+    old: ReleaseFigures | None = None
+
+
+class WatchData(msgspec.Struct, frozen=True, kw_only=True):
+    """A watch window that passed: the deploy's spec, and both releases' figures (the new
+    release's over the window, the old one's before the switch)."""
+
+    spec: DeploySpec
+    watch: float  # seconds
     reason: str = ""
     new: ReleaseFigures | None = None
     old: ReleaseFigures | None = None
@@ -515,6 +530,25 @@ class RolloutAborted(Event[RolloutData], frozen=True, kw_only=True,
     outcome: ClassVar[str] = "aborted"
 
 
+class RolloutWatched(Event[WatchData], frozen=True, kw_only=True,
+                     tag="dockyard.rollout.watched"):
+    """The watch window after the switch passed clean: the scheduler ends the deploy and the
+    old release drains."""
+
+    topic: ClassVar[str] = "rollout"
+    outcome: ClassVar[str] = "watched"
+
+
+class RolloutRolledBack(Event[FailureData], frozen=True, kw_only=True,
+                        tag="dockyard.rollout.rolled_back"):
+    """Inside the watch window the new release crossed the thresholds: the router switched
+    every request back to the still-warm old release (no build, no hook); the scheduler removes
+    the new instances and the deploy ends `rolled-back` with the figures."""
+
+    topic: ClassVar[str] = "rollout"
+    outcome: ClassVar[str] = "rolled_back"
+
+
 class AfterSwitchSucceeded(Event[SpecData], frozen=True, kw_only=True,
                            tag="dockyard.after_switch.succeeded"):
     """Every after-switch command succeeded."""
@@ -693,6 +727,8 @@ AnyEvent = Union[  # noqa: UP007 (a runtime value: the decoder's tagged union)
     RolloutStep,
     RolloutPromoted,
     RolloutAborted,
+    RolloutWatched,
+    RolloutRolledBack,
     AfterSwitchSucceeded,
     AfterSwitchFailed,
     RetireSucceeded,
@@ -720,7 +756,7 @@ COMMAND_TYPES: tuple[type[Message], ...] = (DeployRequested, CancelRequested, Ru
 # Every event whose data is a FailureData: a deploy that did not get through a phase.
 FailureEvent = Union[  # noqa: UP007
     BuildFailed, ReleaseFailed, StartFailed, HookFailed, TrafficFailed, AfterSwitchFailed,
-    DeployAborted, DeployFailed,
+    RolloutRolledBack, DeployAborted, DeployFailed,
 ]
 FAILURE_TYPES: tuple[type[Event[FailureData]], ...] = FailureEvent.__args__  # type: ignore[attr-defined]
 Terminal = Union[DeploySucceeded, DeployFailed]  # noqa: UP007

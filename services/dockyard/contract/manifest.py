@@ -60,6 +60,7 @@ class TomlRollout(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_latency_ratio: float | None = None
     min_requests: int | None = None
     inconclusive: Literal["promote", "abort"] | None = None
+    watch: Duration | None = None
 
 
 class DockyardToml(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -102,6 +102,18 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
     max_latency_ratio: float = 1.5  # new p95 may be this many times the old p95
     min_requests: int = 20  # fewer new-release requests in a step: inconclusive
     inconclusive: Inconclusive = "promote"
+    # After the switch to every request, the old release stays warm (not routed) this long;
+    # crossing the thresholds inside it switches back. 0: no window.
+    watch: float = 0.0
+
+
+def watches(plan: Plan, kind: str) -> float:
+    """The watch window a deploy of this plan goes through after its switch (0: none): the
+    router watches it, the scheduler ends the deploy only once the router says how it went.
+    A rollback has none (it is wanted at once)."""
+    if plan.rollout is None or kind == "rollback":
+        return 0.0
+    return plan.rollout.watch
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):

@@ -340,9 +340,9 @@ def _rollout(reader: _Reader, doc: DockyardToml) -> Rollout | None:
         return None
     default = Rollout()
     steps = default.steps if table.steps is None else table.steps
-    if not steps or len(steps) > MAX_STEPS:
-        raise reader.fail(("rollout", "steps"), f"must list 1 to {MAX_STEPS} shares (percent of "
-                          "requests the new release takes in turn), e.g. [5, 25]")
+    if len(steps) > MAX_STEPS:
+        raise reader.fail(("rollout", "steps"), f"must list at most {MAX_STEPS} shares (percent "
+                          "of requests the new release takes in turn), e.g. [5, 25]")
     for i, share in enumerate(steps):
         if not 0 < share < 100 or share % SHARE_STEP:
             raise reader.fail(("rollout", "steps"), f"{share} is not a share the router can "
@@ -367,6 +367,11 @@ def _rollout(reader: _Reader, doc: DockyardToml) -> Rollout | None:
     if not 1 <= minimum <= 1_000_000:
         raise reader.fail(("rollout", "min_requests"), f"{minimum} is not a count between 1 and "
                           "1000000")
+    watch = default.watch if table.watch is None else reader.value(
+        ("rollout", "watch"), lambda v: parse_duration(v, allow_zero=True), table.watch)
+    if not steps and not watch:
+        raise reader.fail(("rollout", "steps"), "no step and no watch window: give the steps "
+                          '(e.g. [5, 25]), a watch window (e.g. watch = "5m"), or both')
     return Rollout(steps=list(steps), hold=hold, max_error_increase=float(errors),
                    max_latency_ratio=float(ratio), min_requests=minimum,
-                   inconclusive=table.inconclusive or default.inconclusive)
+                   inconclusive=table.inconclusive or default.inconclusive, watch=watch)

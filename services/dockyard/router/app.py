@@ -11,6 +11,7 @@ from pathlib import Path
 from dockyard.bus import metrics
 from dockyard.bus.service import On, Service, ServiceContext
 from dockyard.contract.events import (
+    AfterSwitchSucceeded,
     DeployFailed,
     DeployQueued,
     DestroyStarted,
@@ -18,7 +19,9 @@ from dockyard.contract.events import (
     HookSucceeded,
     RolloutAborted,
     RolloutPromoted,
+    RolloutRolledBack,
     RolloutStep,
+    RolloutWatched,
     ScalePlaced,
     TrafficFailed,
     TrafficScaled,
@@ -117,13 +120,14 @@ SERVICE = Service(
     doors=RouterDoors,
     subscribes=(
         On(HookSucceeded, "on_hook_succeeded"),
+        On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
         On(DeployQueued, "on_deploy_queued"),
         On(DeployFailed, "on_deploy_failed"),
         On(ScalePlaced, "on_scale_placed"),
         On(DestroyStarted, "on_destroy_started"),
     ),
     publishes=(TrafficSwitched, TrafficFailed, TrafficScaled, DestroyUnrouted, RolloutStep,
-               RolloutPromoted, RolloutAborted),
+               RolloutPromoted, RolloutAborted, RolloutWatched, RolloutRolledBack),
     make=make,
     logs=True,
 )

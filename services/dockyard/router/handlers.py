@@ -19,6 +19,7 @@ from dockyard.bus.broker import Rejected
 from dockyard.bus.emit import Emitter
 from dockyard.bus.logs import DeployLog, heading
 from dockyard.contract.events import (
+    AfterSwitchSucceeded,
     DeployFailed,
     DeployQueued,
     DestroyData,
@@ -26,16 +27,21 @@ from dockyard.contract.events import (
     DestroyUnrouted,
     Event,
     Fact,
+    FailureData,
     HookSucceeded,
     InstanceRef,
+    ReleaseFigures,
     RolloutAborted,
     RolloutData,
     RolloutPromoted,
+    RolloutRolledBack,
     RolloutStep,
+    RolloutWatched,
     ScalePlaced,
     TrafficScaled,
+    WatchData,
 )
-from dockyard.contract.plan import Rollout
+from dockyard.contract.plan import Rollout, watches
 from dockyard.contract.state import LiveRelease
 from dockyard.router import upstream_files
 from dockyard.router.access_log import AccessEntry, writer_address
@@ -49,7 +55,7 @@ from dockyard.router.config import (
     slotted,
 )
 from dockyard.router.errors import EndedDeploy, Unverified
-from dockyard.router.figures import KEPT_RELEASES, Measurements, Sample
+from dockyard.router.figures import KEPT_RELEASES, Figures, Measurements, Sample
 from dockyard.router.rollout import Canary, aborts, judge, release_figures
 from dockyard.router.routes import (
     AppRoute,
@@ -85,6 +91,10 @@ from dockyard.state.routes import LIVE, PENDING, RouteGone
 
 if TYPE_CHECKING:
     from dockyard.router.app import RouterDoors
+
+# A watch window judges the new release every WATCH_EVERY seconds on its last WATCH_SPAN.
+WATCH_EVERY = 0.5
+WATCH_SPAN = 10.0
 
 # The NATS subject a message was delivered on (not the one its payload claims).
 NatsSubject = Annotated[str, Context("message.raw_message.subject")]
@@ -122,7 +132,22 @@ class Router:
         self.measured = Measurements()
         self.serving: dict[str, dict[str, int]] = {}  # app -> upstream -> release
         self.canaries: dict[str, Canary] = {}  # app -> its canary in progress
+        # app -> the release a switch replaced, and its figures then (a watch window's
+        # comparison and where it switches back to)
+        self.replaced: dict[str, tuple[LiveRelease, Figures]] = {}
+        self.watching: dict[str, str] = {}  # app -> the deployment whose window runs
         self.running: set[asyncio.Task[None]] = set()
+
+    def _checked(self, event: Event[Any], subject: str, id_name: str = "deployment_id") -> Any:
+        """The event's log, once its envelope is checked (before its names are used as keys);
+        a bad one is dead-lettered with the reason."""
+        log = self.log.bind(app=event.app, release=event.release,
+                            **{id_name: event.deployment_id})
+        try:
+            checked_envelope(event, subject)
+        except Unverified as exc:
+            _refuse(log, exc)
+        return log
 
     def config_for(self, table: RouteTable) -> dict[str, Any]:
         """The whole Caddy config of a route table."""
@@ -255,11 +280,7 @@ class Router:
         """The gate opened: once the records vouch for it, switch the app's host to the
         recorded instances, then announce it; or, for a release with a [rollout], begin its
         canary (the switch comes once every step passed)."""
-        log = self.log.bind(app=event.app, deployment_id=event.deployment_id, release=event.release)
-        try:
-            checked_envelope(event, subject)  # before its names are used as keys
-        except Unverified as exc:
-            _refuse(log, exc)
+        log = self._checked(event, subject)
         async with self.lock:
             # Independent reads, asked at once: each is a round trip on the switch's path.
             ended, _, verdict, placement = await asyncio.gather(
@@ -310,6 +331,7 @@ class Router:
     async def _switch(self, event: HookSucceeded, decision: Switch, log: Any) -> None:
         """Route every request to the new release (under the lock), record it, announce it."""
         log.info("switching", previous_release=decision.previous_release)
+        previous = self.records.live.get(event.app)
         self._attribute(decision.live)
         table = with_live(self._table(event.app), decision.live)
         try:
@@ -320,6 +342,9 @@ class Router:
             return
         await self.routes.set_live(decision.live)
         self.records.apply(decision.live)
+        if previous is not None and previous.release != decision.live.release:
+            figures = self.measured.figures(event.app, previous.release, time.monotonic())
+            self.replaced[event.app] = (previous, figures)
         if event.app in self.records.pending:
             await self.routes.clear_pending(event.app)
             self.records.apply(RouteGone(app=event.app, kind=PENDING))
@@ -411,7 +436,7 @@ class Router:
             f"canary step {judged.step}/{judged.steps} ({judged.percent}%) failed: "
             f"{judged.reason}", event.data.spec, "canary-error"))
 
-    async def _say(self, event: HookSucceeded, line: str) -> None:
+    async def _say(self, event: Event[Any], line: str) -> None:
         """One line in the deploy log."""
         if self.nc is None:
             return
@@ -427,15 +452,104 @@ class Router:
         if self.running:
             await asyncio.wait(self.running, timeout=5)
 
+    async def on_after_switch_succeeded(self, event: AfterSwitchSucceeded,
+                                        subject: NatsSubject) -> None:
+        """A release with a watch window took every request and its after-switch passed: watch
+        it for the window, the old release still warm; switch back if it crosses the
+        thresholds (rollout.rolled_back), or say it passed (rollout.watched)."""
+        spec = event.data.spec
+        window = watches(spec.plan, spec.kind)
+        if not window:
+            return
+        log = self._checked(event, subject)
+        async with self.lock:
+            if self.watching.get(event.app) == event.deployment_id:
+                return  # a redelivery: its window runs
+            ended, _ = await asyncio.gather(self.timeouts.timed_out(event.deployment_id),
+                                            self._fresh(event.app))
+            live = self.records.live.get(event.app)
+            if ended is not None or live is None or live.deployment_id != event.deployment_id:
+                log.info("not watched", reason="the deploy ended, or its release is not live")
+                return
+            replaced = self.replaced.get(event.app)
+            if replaced is None or replaced[0].release >= event.release \
+                    or not route_upstreams(replaced[0].instances):
+                # Nothing warm to go back to (a first deploy, a router restarted since the
+                # switch): the window cannot switch back, so it passes at once.
+                await self._watched(event, window, "nothing to switch back to", None, None)
+                return
+            self.watching[event.app] = event.deployment_id
+        task = asyncio.create_task(self._watch(event, window, *replaced, log))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _watch(self, event: AfterSwitchSucceeded, window: float, old: LiveRelease,
+                     before: Figures, log: Any) -> None:
+        """Judge the new release every WATCH_EVERY seconds on its last WATCH_SPAN seconds
+        against the old one's figures before the switch, until the window ends. Never raises."""
+        app, rollout = event.app, event.data.spec.plan.rollout
+        assert rollout is not None
+        begun = time.monotonic()
+        await self._say(event, f"watching v{event.release} for {window:g}s; v{old.release} "
+                               f"stays warm to switch back to")
+        try:
+            while (now := time.monotonic()) < begun + window:
+                await asyncio.sleep(min(WATCH_EVERY, begun + window - now))
+                if self.watching.get(app) != event.deployment_id:
+                    return  # the deploy ended (the watchdog)
+                now = time.monotonic()
+                new = self.measured.figures(app, event.release, now,
+                                            window=min(WATCH_SPAN, now - begun))
+                verdict, reason = judge(new, before, rollout,
+                                        measured=self.access_log is not None)
+                if verdict == "failed":
+                    await self._switch_back(event, old, f"{now - begun:.0f}s into the "
+                                                        f"{window:g}s watch window: {reason}",
+                                            log)
+                    return
+            new = self.measured.figures(app, event.release, time.monotonic(), window=window)
+            await self._watched(event, window, "the watch window passed",
+                                release_figures(new), release_figures(before))
+        except asyncio.CancelledError:
+            raise  # the router stops: the deploy ends at the watchdog's deadline
+        except Exception:
+            log.exception("watch failed")
+            await self._watched(event, window, "the watch could not go on (see the router's "
+                                               "log): the release stays", None, None)
+        finally:
+            if self.watching.get(app) == event.deployment_id:
+                del self.watching[app]
+
+    async def _watched(self, event: AfterSwitchSucceeded, window: float, reason: str,
+                       new: ReleaseFigures | None, old: ReleaseFigures | None) -> None:
+        await self._say(event, f"watch window: {reason}")
+        await self._announce(event, Fact.of(RolloutWatched, WatchData(
+            spec=event.data.spec, watch=window, reason=reason, new=new, old=old)))
+
+    async def _switch_back(self, event: AfterSwitchSucceeded, old: LiveRelease, reason: str,
+                           log: Any) -> None:
+        """Every request back to the still-warm old release (no build, no hook), recorded,
+        then the deploy ends `rolled-back`."""
+        async with self.lock:
+            await self._fresh(event.app)
+            live = self.records.live.get(event.app)
+            if live is None or live.deployment_id != event.deployment_id:
+                return
+            self._attribute(old)
+            await self._load(with_live(self._table(event.app), old), force=False)
+            await self.routes.set_live(old)
+            self.records.apply(old)
+            self.replaced.pop(event.app, None)
+        log.warning("switched back", to_release=old.release, reason=reason)
+        await self._say(event, f"switched back to v{old.release}: {reason}")
+        await self._announce(event, Fact.of(RolloutRolledBack, FailureData(
+            status="rolled-back", reason=f"switched back to v{old.release}, {reason}",
+            spec=event.data.spec)))
+
     async def on_scale_placed(self, event: ScalePlaced, subject: NatsSubject) -> None:
         """A scale or restart placed the live release's instances: once the scheduler's record
         vouches for them, route the app's host to exactly its web instances, then announce it."""
-        log = self.log.bind(app=event.app, operation_id=event.deployment_id,
-                            release=event.release)
-        try:
-            checked_envelope(event, subject)
-        except Unverified as exc:
-            _refuse(log, exc)
+        log = self._checked(event, subject, id_name="operation_id")
         async with self.lock:
             _, placement = await asyncio.gather(self._fresh(event.app),
                                                 self.placements.get(event.app, event.release))
@@ -503,6 +617,8 @@ class Router:
         except Unverified as exc:
             _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
         async with self.lock:
+            if self.watching.get(event.app) == event.deployment_id:
+                del self.watching[event.app]  # the release stays: the scheduler retires the old
             canary = self.canaries.get(event.app)
             if canary is not None and canary.deployment_id == event.deployment_id:
                 # Ended (the watchdog's timeout) while its canary ran: every request goes back
@@ -535,6 +651,7 @@ class Router:
             for kind in (LIVE, PENDING):
                 self.records.apply(RouteGone(app=event.app, kind=kind))
             self.serving.pop(event.app, None)
+            self.replaced.pop(event.app, None)
             self.measured.forget(event.app)
             upstream_files.remove_app(self.routes_dir, event.app)
         self.log.info("routes removed", app=event.app, deployment_id=event.deployment_id)
@@ -573,7 +690,7 @@ class Router:
                     # nats-py swallows a cancel that lands in its flush: honour it here.
                     raise asyncio.CancelledError
 
-    async def _announce(self, event: HookSucceeded, fact: Fact[Any]) -> Event[Any]:
+    async def _announce(self, event: Event[Any], fact: Fact[Any]) -> Event[Any]:
         return await self.emitter.emit(self.emitter.after(event, fact))
 
     async def rebuild_until_loaded(self, every: float = 1.0) -> None:

@@ -257,7 +257,8 @@ def canary_of(decision: Switch, current: LiveRelease | None,
     release serves requests the canary can be compared with (not a first deploy, not an app
     in maintenance or without a web instance, new or old)."""
     rollout = decision.live.spec.plan.rollout
-    if rollout is None or decision.live.spec.kind == "rollback" or current is None:
+    if rollout is None or not rollout.steps or decision.live.spec.kind == "rollback" \
+            or current is None:
         return None
     route = table.get(decision.live.app)
     if route is None or route.maintenance or route.pending or not route.upstreams:

@@ -19,6 +19,8 @@ from dockyard.contract.events import (
     ReleaseFailed,
     ReleaseSucceeded,
     RetireSucceeded,
+    RolloutRolledBack,
+    RolloutWatched,
     ScaleFailed,
     ScalePlaced,
     ScaleRequested,
@@ -78,6 +80,8 @@ SERVICE = Service(
         On(StartFailed, "on_pre_switch_failure"),
         On(HookFailed, "on_pre_switch_failure"),
         On(TrafficFailed, "on_pre_switch_failure"),
+        On(RolloutRolledBack, "on_pre_switch_failure"),
+        On(RolloutWatched, "on_rollout_watched"),
         On(AfterSwitchSucceeded, "on_after_switch_succeeded"),
         On(AfterSwitchFailed, "on_after_switch_failed"),
         # A deploy the watchdog ended (`timeout`): its new instances go, whenever we are back.

@@ -30,6 +30,8 @@ from dockyard.contract.events import (
     InstanceRef,
     ReleaseFailed,
     ReleaseSucceeded,
+    RolloutRolledBack,
+    RolloutWatched,
     ScaleData,
     ScaleFailed,
     ScaleFailureData,
@@ -44,6 +46,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.names import InvalidName, check_app, check_deployment_id
 from dockyard.contract.phase import Phase
+from dockyard.contract.plan import watches
 from dockyard.pipeline import scaling
 from dockyard.pipeline.env import instance_env
 from dockyard.pipeline.rollback import pruned_artifacts
@@ -58,7 +61,10 @@ from dockyard.state.placements import Placement
 if TYPE_CHECKING:
     from dockyard.scheduler.app import SchedulerDoors
 
-PreSwitchFailure = BuildFailed | ReleaseFailed | StartFailed | HookFailed | TrafficFailed
+# A rolled-back release is one before its switch as far as its instances go: the old release
+# serves again, the new one's instances are removed and on-failure runs.
+PreSwitchFailure = (BuildFailed | ReleaseFailed | StartFailed | HookFailed | TrafficFailed
+                    | RolloutRolledBack)
 
 log = structlog.get_logger()
 
@@ -110,7 +116,17 @@ class Scheduler:
 
     async def on_after_switch_succeeded(self, event: AfterSwitchSucceeded,
                                         msg: NatsMessage) -> None:
-        """The deploy succeeded: the lock goes to the next deploy, then the old instances drain."""
+        """The deploy succeeded: the lock goes to the next deploy, then the old instances drain
+        (with a watch window, once the router says it passed: rollout.watched)."""
+        if watches(event.data.spec.plan, event.data.spec.kind):
+            return  # the old release stays warm: the router watches the new one
+        await self._succeeded(event, event.data.spec, msg)
+
+    async def on_rollout_watched(self, event: RolloutWatched, msg: NatsMessage) -> None:
+        """The watch window passed clean: the deploy succeeded, the old instances drain."""
+        await self._succeeded(event, event.data.spec, msg)
+
+    async def _succeeded(self, event: Event[Any], spec: DeploySpec, msg: NatsMessage) -> None:
         if await self.doors.timeouts.timed_out(event.deployment_id) is not None:
             return  # the watchdog ended it already (and the old instances are retired then)
         await self.steps.once(event.deployment_id, "end", msg,
@@ -119,7 +135,7 @@ class Scheduler:
                  release=event.release, status="succeeded")
         await self.doors.locks.release(event.subject, event.deployment_id)
         await self.steps.once(event.deployment_id, "retire", msg,
-                              partial(self._retire, event, event.data.spec))
+                              partial(self._retire, event, spec))
 
     async def on_after_switch_failed(self, event: AfterSwitchFailed, msg: NatsMessage) -> None:
         """Traffic stays on the new release: retire the old, then the deploy ends failed."""
