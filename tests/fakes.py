@@ -42,6 +42,9 @@ from dockyard.contract.state import (
     Maintenance,
     Pending,
     Queue,
+    RolloutAction,
+    RolloutOrder,
+    RolloutProgress,
     TimedOut,
 )
 from dockyard.runtime.base import (
@@ -62,6 +65,7 @@ from dockyard.state.formation import Formation
 from dockyard.state.locks import LockLost
 from dockyard.state.maintenance import turned
 from dockyard.state.placements import Placement
+from dockyard.state.rollouts import NoRollout
 from dockyard.state.routes import RouteUpdate
 from dockyard.state.sources import SourceMissing
 
@@ -294,6 +298,35 @@ class FakeMaintenance:
             yield  # pragma: no cover
 
         yield none()
+
+
+@dataclass
+class FakeRollouts:
+    """RolloutBoard and RolloutControl: states and orders by app."""
+
+    states: dict[str, RolloutProgress] = field(default_factory=dict)
+    orders: dict[str, RolloutOrder] = field(default_factory=dict)
+
+    async def show(self, progress: RolloutProgress) -> None:
+        self.states[progress.app] = progress
+
+    async def done(self, app: str) -> None:
+        self.states.pop(app, None)
+        self.orders.pop(app, None)
+
+    async def order(self, app: str) -> RolloutOrder | None:
+        return self.orders.get(app)
+
+    async def progress(self, app: str) -> RolloutProgress | None:
+        return self.states.get(app)
+
+    async def give(self, app: str, action: RolloutAction) -> RolloutProgress:
+        progress = self.states.get(app)
+        if progress is None:
+            raise NoRollout(app)
+        self.orders[app] = RolloutOrder(app=app, deployment_id=progress.deployment_id,
+                                        action=action)
+        return progress
 
 
 @dataclass

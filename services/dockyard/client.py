@@ -46,7 +46,7 @@ from dockyard.contract.names import check_app as _check_app
 from dockyard.contract.names import check_deployment_id as _check_deployment_id
 from dockyard.contract.plan import Plan
 from dockyard.contract.sinks import Sink, Sinks, SinkStatus, with_sink, without_sink
-from dockyard.contract.state import LiveRelease, Maintenance
+from dockyard.contract.state import LiveRelease, Maintenance, RolloutAction, RolloutProgress
 from dockyard.pipeline import rollback
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.merge import build_plan
@@ -60,6 +60,7 @@ from dockyard.state.formation import Formation, FormationReader
 from dockyard.state.hooks import HookStore
 from dockyard.state.maintenance import MaintenanceStore
 from dockyard.state.registry import open_doors
+from dockyard.state.rollouts import RolloutControl
 from dockyard.state.routes import RouteReader
 from dockyard.state.sinks import SinkStore
 from dockyard.state.sources import SourceUploads
@@ -135,6 +136,7 @@ class ClientDoors:
     sink_status: SinkStatusReader
     maintenance: MaintenanceStore
     formation: FormationReader
+    rollouts: RolloutControl
 
 
 ScaleEnd = ScaleSucceeded | ScaleFailed
@@ -479,6 +481,17 @@ class DockyardClient:
         the record within moments."""
         check_app(app)
         return await self.doors.maintenance.turn(app, enabled, message)
+
+    async def rollout(self, app: str) -> RolloutProgress | None:
+        """The app's rollout in progress (a canary step or the watch window), or None."""
+        check_app(app)
+        return await self.doors.rollouts.progress(app)
+
+    async def order_rollout(self, app: str, action: RolloutAction) -> RolloutProgress:
+        """Order the app's rollout in progress to promote or abort (NoRollout if none); the
+        router acts within a second."""
+        check_app(app)
+        return await self.doors.rollouts.give(app, action)
 
     async def _stream(self, stream: str, subject: str, follow: bool, idle: float,
                       done: Callable[[], bool] = lambda: False) -> AsyncGenerator[Msg, None]:

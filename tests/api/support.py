@@ -75,6 +75,7 @@ class Parts:
     manifests: fakes.FakeManifests
     routes: fakes.FakeRoutes
     maintenance: fakes.FakeMaintenance
+    rollouts: fakes.FakeRollouts
 
 
 def sqlite_store(tmp_path: Path) -> Store:
@@ -89,14 +90,15 @@ def parts(store: Store, limits: Limits | None = None) -> Parts:
     config, hooks, sinks = fakes.FakeConfig(), fakes.FakeHooks(), fakes.FakeSinks()
     statuses, sources = fakes.FakeDeliveries(), fakes.FakeSources()
     manifests, routes = fakes.FakeManifests(), fakes.FakeRoutes()
-    maintenance = fakes.FakeMaintenance()
+    maintenance, rollouts = fakes.FakeMaintenance(), fakes.FakeRollouts()
     doors = ApiDoors(config=config, hooks=hooks, sinks=sinks, sink_status=statuses,
                      sources=sources, manifests=manifests, routes=routes, maintenance=maintenance,
-                     formation=fakes.FakeFormations())
+                     formation=fakes.FakeFormations(), rollouts=rollouts)
     commands, streams = FakeCommands(), FakeStreams()
     operations = Operations(store=store, doors=doors, commands=commands,
                             limits=limits or Limits())
     backend = Backend(store=store, operations=operations, streams=streams, token=TOKEN, idle=0.05)
     return Parts(store=store, doors=doors, commands=commands, streams=streams, backend=backend,
                  config=config, hooks=hooks, sinks=sinks, statuses=statuses, sources=sources,
-                 manifests=manifests, routes=routes, maintenance=maintenance)
+                 manifests=manifests, routes=routes, maintenance=maintenance,
+                 rollouts=rollouts)

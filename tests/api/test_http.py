@@ -36,7 +36,7 @@ from dockyard.contract.events import (
     TrafficSwitched,
 )
 from dockyard.contract.plan import Plan, ProcessType
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, RolloutFigures, RolloutProgress
 from dockyard.store import Store, project
 from tests.api.support import TOKEN, Parts, parts, sqlite_store
 from tests.events import make
@@ -568,6 +568,29 @@ async def test_maintenance_needs_the_token(api: Parts) -> None:
         assert r.status_code == 401
         assert (await anonymous.get("/apps/blog/maintenance")).status_code == 401
     assert api.maintenance.records == {}
+
+
+async def test_a_rollout_is_shown_and_ordered_and_refused_when_there_is_none(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    idle = await client.get("/apps/blog/rollout")
+    assert (idle.status_code, idle.json()) == (200, {"app": "blog", "in_progress": False})
+    none = await client.post("/apps/blog/rollout", json={"action": "promote"})
+    assert none.status_code == 409 and "no rollout in progress" in none.json()["error"]
+    await api.rollouts.show(RolloutProgress(
+        app="blog", deployment_id="d" * 32, release=3, previous_release=2, stage="canary",
+        step=1, steps=2, percent=5,
+        new=RolloutFigures(release=3, requests=40, errors=0, error_rate=0.0, p95=0.012)))
+    shown = (await client.get("/apps/blog/rollout")).json()
+    assert (shown["in_progress"], shown["stage"], shown["percent"], shown["new"]["requests"]) == (
+        True, "canary", 5, 40)
+    ordered = await client.post("/apps/blog/rollout", json={"action": "abort"})
+    assert ordered.status_code == 200
+    assert api.rollouts.orders["blog"].action == "abort"
+    assert api.rollouts.orders["blog"].deployment_id == "d" * 32
+    for bad in ({"action": "pause"}, {}, {"action": "abort", "force": True}):
+        refused = await client.post("/apps/blog/rollout", json=bad)
+        assert refused.status_code == 400, refused.text
+    assert (await client.post("/apps/nope/rollout", json={"action": "abort"})).status_code == 404
 
 
 # ---------------------------------------------------------------- streams

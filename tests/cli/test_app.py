@@ -36,7 +36,7 @@ def test_every_command_group_is_there() -> None:
     assert {p[0] for p in COMMANDS} == {
         "up", "service", "demo", "deploy", "apps", "ps", "cancel", "logs", "events", "status",
         "deployments", "releases", "rollback", "destroy", "config", "hooks", "notify",
-        "maintenance", "bus", "run", "scale", "restart"}
+        "maintenance", "rollout", "bus", "run", "scale", "restart"}
     assert len(COMMANDS) >= 20
 
 

@@ -7,8 +7,10 @@ everything afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from dockyard.client import Followers
 from dockyard.contract.events import (
@@ -20,9 +22,11 @@ from dockyard.contract.events import (
 )
 from dockyard.runtime.select import Runtimes
 from tests.e2e.apps import get, make_app
+from tests.e2e.cli_support import cli
 from tests.e2e.conftest import Running, start_running, stop_running
 from tests.e2e.phase_support import events_of, texts_of, types
 from tests.load import Load
+from tests.waiting import until
 
 WAIT = 180
 # Each step held 3 s: the load gives the new release far more than min_requests in each.
@@ -210,5 +214,56 @@ async def test_a_release_degrading_after_its_switch_is_switched_back_in_the_wind
         assert "on-failure-ran status=rolled-back" in texts, "\n".join(texts)
         # The old release, never stopped, serves everything; the new one's instances are gone.
         await serves_only(running, app, 1)
+    finally:
+        await stop_running(running)
+
+
+ORDERED = """
+[rollout]
+steps = [50]
+hold = "10m"
+watch = "10m"
+"""
+
+
+async def test_an_operator_promotes_a_canary_then_aborts_its_watch_window(tmp_path: Path) -> None:
+    running = await start_running(tmp_path, "process")
+    try:
+        app = running.app_name("ordered")
+        v1 = await running.client.deploy(app, make_app(tmp_path / "v1", "process", "v1",
+                                                       toml=ORDERED), Followers(), wait=WAIT)
+        assert isinstance(v1, DeploySucceeded), v1
+        idle = await cli(running, "rollout", "status", app)
+        assert (idle.returncode, idle.stdout.strip()) == (0, f"{app} has no rollout in progress")
+
+        cmd = await running.client.request_deploy(
+            app, make_app(tmp_path / "v2", "process", "v2", toml=ORDERED))
+
+        async def stage(name: str) -> dict[str, Any] | None:
+            shown = await cli(running, "rollout", "status", app, "--json")
+            progress = json.loads(shown.stdout)
+            return progress if progress.get("stage") == name else None
+
+        canary = await until(lambda: stage("canary"), "the canary's first step", within=WAIT)
+        assert (canary["deployment_id"], canary["step"], canary["percent"]) == (
+            cmd.deployment_id, 1, 50)
+        promoted = await cli(running, "rollout", "promote", app)
+        assert promoted.returncode == 0 and "promote ordered" in promoted.stdout, promoted
+        await until(lambda: stage("watch"), "the watch window", within=WAIT)
+        assert get(running.port, app).text == "app v2\n"
+        shown = await cli(running, "rollout", "status", app)
+        assert "watching v2 (v1 warm to switch back to)" in shown.stdout, shown.stdout
+        aborted = await cli(running, "rollout", "abort", app)
+        assert aborted.returncode == 0, aborted
+
+        end = await running.client.follow(app, cmd.deployment_id, Followers(), wait=WAIT)
+        assert isinstance(end, DeployFailed) and end.data.status == "rolled-back", end
+        assert "watch window: an operator's order" in end.data.reason, end.data.reason
+        await serves_only(running, app, 1)
+        events = await events_of(running, app, cmd.deployment_id)
+        judged = [e for e in events if isinstance(e, RolloutStep) and e.data.verdict != "started"]
+        assert [e.data.reason.split(";")[0] for e in judged] == ["promoted by an operator's order"]
+        none = await cli(running, "rollout", "abort", app)
+        assert none.returncode == 2 and "has no rollout in progress" in none.stderr, none
     finally:
         await stop_running(running)

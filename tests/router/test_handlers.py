@@ -45,7 +45,14 @@ from dockyard.state.maintenance import open_maintenance_store
 from dockyard.state.placements import Placement
 from tests.conftest import Bus
 from tests.events import make
-from tests.fakes import FakeInFlight, FakeMaintenance, FakePlacements, FakeRoutes, FakeSteps
+from tests.fakes import (
+    FakeInFlight,
+    FakeMaintenance,
+    FakePlacements,
+    FakeRollouts,
+    FakeRoutes,
+    FakeSteps,
+)
 
 from .conftest import (
     FakeAdmin,
@@ -80,13 +87,14 @@ class Rig:
     placements: FakePlacements = field(default_factory=FakePlacements)
     maintenance: FakeMaintenance = field(default_factory=FakeMaintenance)
     timeouts: FakeInFlight = field(default_factory=FakeInFlight)
+    rollouts: FakeRollouts = field(default_factory=FakeRollouts)
     emitter: RecordingEmitter = field(default_factory=RecordingEmitter)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         doors = RouterDoors(routes=self.routes, verdicts=self.verdicts,
                             placements=self.placements, maintenance=self.maintenance,
-                            timeouts=self.timeouts)
+                            timeouts=self.timeouts, rollouts=self.rollouts)
         self.router = Router(admin=self.admin, doors=doors, emitter=self.emitter,
                              settings=Settings(data_dir=self.data_dir), log=LOG)
 

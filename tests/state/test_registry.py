@@ -27,6 +27,7 @@ from dockyard.state import (
     placements,
     queue,
     releases,
+    rollouts,
     routes,
     sinks,
     sources,
@@ -54,13 +55,15 @@ def test_each_services_door_set_is_its_declared_doors() -> None:
     assert doors_of(RouterDoors) == [("routes", routes.WRITER), ("verdicts", steps.VERDICTS),
                                      ("placements", placements.READER),
                                      ("maintenance", maintenance.READER),
-                                     ("timeouts", inflight.TIMEOUTS)]
+                                     ("timeouts", inflight.TIMEOUTS),
+                                     ("rollouts", rollouts.BOARD)]
     assert doors_of(NotifierDoors) == [("sinks", sinks.READER), ("deliveries", deliveries.DOOR)]
     assert doors_of(ApiDoors) == [
         ("config", config.STORE), ("hooks", hooks.STORE), ("sinks", sinks.STORE),
         ("sink_status", deliveries.STATUS_READER), ("sources", sources.UPLOADS),
         ("manifests", builds.READER), ("routes", routes.READER),
-        ("maintenance", maintenance.STORE), ("formation", formation.READER)]
+        ("maintenance", maintenance.STORE), ("formation", formation.READER),
+        ("rollouts", rollouts.CONTROL)]
 
 
 def test_grants_follow_from_the_doors() -> None:
@@ -70,15 +73,21 @@ def test_grants_follow_from_the_doors() -> None:
                                       Grant("kv", subjects.KV_MAINTENANCE, "read"),
                                       # The watchdog's verdicts only, not the records in flight.
                                       Grant("kv", subjects.KV_INFLIGHT, "read",
-                                            keys="timedout")]
+                                            keys="timedout"),
+                                      # Its rollouts' states; the operators' orders, read and
+                                      # removed once acted on, never written.
+                                      Grant("kv", subjects.KV_ROLLOUTS, "write", keys="state"),
+                                      Grant("kv", subjects.KV_ROLLOUTS, "read", keys="order"),
+                                      Grant("kv", subjects.KV_ROLLOUTS, "forget", keys="order")]
     assert grants_of(NotifierDoors) == [Grant("kv", subjects.KV_SINKS, "read"),
                                         Grant("kv", subjects.KV_DELIVERIES, "write")]
     # The api writes only what its HTTP operations change: config, hooks, sinks, uploads,
-    # maintenance.
+    # maintenance, orders to rollouts.
     assert {g for g in grants_of(ApiDoors) if g.access == "write"} == {
         Grant("kv", subjects.KV_CONFIG, "write"), Grant("kv", subjects.KV_HOOKS, "write"),
         Grant("kv", subjects.KV_SINKS, "write"), Grant("obj", subjects.OBJ_SOURCES, "write"),
-        Grant("kv", subjects.KV_MAINTENANCE, "write")}
+        Grant("kv", subjects.KV_MAINTENANCE, "write"),
+        Grant("kv", subjects.KV_ROLLOUTS, "write", keys="order")}
     builder = grants_of(BuilderDoors)
     # Step records are granted under the service's own key prefix only.
     assert Grant("kv", subjects.KV_STEPS, "write", keys="{service}") in builder

@@ -61,6 +61,8 @@ from dockyard.api.models import (
     ReleaseRow,
     RestartRequest,
     RollbackRequest,
+    RolloutRequest,
+    RolloutView,
     ScaleRequest,
     Session,
     SinkAdd,
@@ -431,6 +433,23 @@ async def maintenance(app: AppName, data: JSONBody[MaintenanceRequest],
     return await api.operations.turn_maintenance(check_app(app), data)
 
 
+@get("/apps/{app:str}/rollout", tags=["operations"], responses=READ,
+     summary="Rollout in progress")
+async def rollout_show(app: AppName, api: Api) -> RolloutView:
+    """The app's canary step (the new release's share of requests) or watch window in
+    progress, with both releases' figures as the router last judged them."""
+    return await api.operations.rollout(check_app(app))
+
+
+@post("/apps/{app:str}/rollout", tags=["operations"], status_code=200,
+      responses=errors(403, 404, 409), summary="Promote or abort a rollout")
+async def rollout_order(app: AppName, data: JSONBody[RolloutRequest], api: Api) -> RolloutView:
+    """`promote`: every request to the new release now (in the watch window: end it as
+    passed); `abort`: every request back to the old release (the deploy ends canary-error, or
+    rolled-back). 409: no rollout in progress. The router acts within a second."""
+    return await api.operations.order_rollout(check_app(app), data)
+
+
 @delete("/apps/{app:str}", tags=["operations"], status_code=202,
         responses=errors(403, 404, 409), summary="Destroy an app")
 async def destroy(app: AppName, api: Api) -> OperationAccepted:
@@ -444,7 +463,7 @@ ROUTES = [healthz, dashboard, login, logout, openapi, list_apps, one_app, app_de
           app_releases, one_deployment, deployment_events, list_events, deployment_logs,
           app_event_stream, deploy, cancel, config_show, config_change, hooks_show, hooks_add,
           hooks_remove, sinks_show, sinks_add, sinks_remove, scale, restart, rollback,
-          maintenance_show, maintenance, destroy]
+          maintenance_show, maintenance, rollout_show, rollout_order, destroy]
 
 
 def openapi_config() -> OpenAPIConfig:

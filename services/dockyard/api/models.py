@@ -311,6 +311,44 @@ class MaintenanceView(msgspec.Struct, kw_only=True):
     message: str | None
 
 
+class RolloutRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An order to the app's rollout in progress: `promote` (every request to the new release
+    now; in the watch window: end it as passed) or `abort` (every request back to the old
+    release: the deploy ends canary-error, or rolled-back in the watch window)."""
+
+    action: Literal["promote", "abort"]
+
+
+class RolloutFiguresView(msgspec.Struct, kw_only=True):
+    """One release's answers as the router last judged them."""
+
+    release: int
+    requests: int
+    errors: int
+    error_rate: float
+    p95: float | None  # seconds
+
+
+class RolloutView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The app's rollout in progress, as the router running it last said: a canary step (the
+    new release's share of requests) or the watch window after the switch; `in_progress`
+    false when there is none."""
+
+    app: str
+    in_progress: bool
+    deployment_id: str | None = None
+    release: int | None = None
+    previous_release: int | None = None
+    stage: Literal["canary", "watch"] | None = None
+    step: int | None = None
+    steps: int | None = None
+    percent: int | None = None
+    until: str | None = None  # ISO 8601: when the step or the window ends
+    updated: str | None = None
+    new: RolloutFiguresView | None = None
+    old: RolloutFiguresView | None = None
+
+
 class OperationAccepted(msgspec.Struct, kw_only=True):
     """An operation was asked for on the bus."""
 

@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,9 @@ from dockyard.api.models import (
     OperatorHookView,
     RestartRequest,
     RollbackRequest,
+    RolloutFiguresView,
+    RolloutRequest,
+    RolloutView,
     ScaleRequest,
     SinkAdd,
     SinkAdded,
@@ -44,7 +48,7 @@ from dockyard.contract.events import (
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
-from dockyard.contract.state import Maintenance
+from dockyard.contract.state import Maintenance, RolloutFigures, RolloutProgress
 from dockyard.pipeline import rollback, scaling
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
@@ -56,6 +60,7 @@ from dockyard.state.deliveries import SinkStatusReader
 from dockyard.state.formation import FormationReader
 from dockyard.state.hooks import HookStore
 from dockyard.state.maintenance import MaintenanceError, MaintenanceStore
+from dockyard.state.rollouts import NoRollout, RolloutControl
 from dockyard.state.routes import RouteReader
 from dockyard.state.sinks import SinkStore
 from dockyard.state.sources import SourceUploads
@@ -77,6 +82,7 @@ class ApiDoors:
     routes: RouteReader
     maintenance: MaintenanceStore
     formation: FormationReader
+    rollouts: RolloutControl
 
 
 def links(app: str, deployment_id: str) -> dict[str, str]:
@@ -89,6 +95,28 @@ def links(app: str, deployment_id: str) -> dict[str, str]:
 def config_view(app: str, config: Versioned) -> ConfigView:
     """Names and version only: values never leave the bus."""
     return ConfigView(app=app, version=config.version, names=sorted(config.values))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _figures_view(figures: RolloutFigures | None) -> RolloutFiguresView | None:
+    return None if figures is None else RolloutFiguresView(
+        release=figures.release, requests=figures.requests, errors=figures.errors,
+        error_rate=figures.error_rate, p95=figures.p95)
+
+
+def rollout_view(app: str, progress: RolloutProgress | None) -> RolloutView:
+    """An app's rollout in progress as answered."""
+    if progress is None:
+        return RolloutView(app=app, in_progress=False)
+    return RolloutView(app=app, in_progress=True, deployment_id=progress.deployment_id,
+                       release=progress.release, previous_release=progress.previous_release,
+                       stage=progress.stage, step=progress.step or None,
+                       steps=progress.steps or None, percent=progress.percent,
+                       until=_iso(progress.until), updated=_iso(progress.updated),
+                       new=_figures_view(progress.new), old=_figures_view(progress.old))
 
 
 def maintenance_view(record: Maintenance) -> MaintenanceView:
@@ -364,6 +392,25 @@ class Operations:
         await self.doors.sinks.change(app, lambda current: without_sink(current, app, name))
         return await self.sinks(app)
 
+
+    # ------------------------------------------------------------ rollouts
+
+    async def rollout(self, app: str) -> RolloutView:
+        """The app's rollout in progress (a canary step or the watch window), if any."""
+        check_app(app)
+        await self.known_app(app)
+        return rollout_view(app, await self.doors.rollouts.progress(app))
+
+    async def order_rollout(self, app: str, body: RolloutRequest) -> RolloutView:
+        """Order the app's rollout in progress to promote or abort (409: none in progress);
+        the router acts within a second."""
+        check_app(app)
+        await self.known_app(app)
+        try:
+            progress = await self.doors.rollouts.give(app, body.action)
+        except NoRollout as exc:
+            raise Conflict(str(exc)) from None
+        return rollout_view(app, progress)
 
     # ------------------------------------------------------------ maintenance
 

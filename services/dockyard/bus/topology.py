@@ -85,6 +85,9 @@ def buckets(replicas: int = 1) -> tuple[KeyValueConfig, ...]:
         # How many instances of each process type an app runs (written by the scheduler on a
         # scale, read by every later deploy's start phase).
         kv(subjects.KV_FORMATION),
+        # Each app's rollout in progress (the router's `state.<app>`) and the operator's order
+        # to it (`order.<app>`, the cli and the api).
+        kv(subjects.KV_ROLLOUTS, ttl=7 * DAY),
     )
 
 

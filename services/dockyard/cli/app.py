@@ -17,6 +17,7 @@ from dockyard.cli import (
     notify,
     oneoff,
     reading,
+    rollout,
     running,
     scaling,
 )
@@ -54,4 +55,5 @@ app.add_typer(config.config_app, name="config", rich_help_panel="Configuring")
 app.add_typer(hooks.hooks_app, name="hooks", rich_help_panel="Configuring")
 app.add_typer(notify.notify_app, name="notify", rich_help_panel="Configuring")
 app.add_typer(maintenance.maintenance_app, name="maintenance", rich_help_panel="Configuring")
+app.add_typer(rollout.rollout_app, name="rollout", rich_help_panel="Deploying")
 app.add_typer(bus_app, name="bus", rich_help_panel="Running Dockyard")

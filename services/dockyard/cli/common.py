@@ -45,6 +45,7 @@ _EXPECTED = {
     "dockyard.plan.errors": ("PlanError",),
     "dockyard.contract.sinks": ("SinkError",),
     "dockyard.state.maintenance": ("MaintenanceError",),
+    "dockyard.state.rollouts": ("NoRollout",),
     "dockyard.bus.service": ("UnknownServiceError",),
     "dockyard.bus.auth": ("BusAuthError",),
     "dockyard.bus.embedded": ("NatsServerError",),

@@ -38,6 +38,48 @@ class Maintenance(msgspec.Struct, frozen=True, kw_only=True):
     message: str | None = None
 
 
+RolloutStage = Literal["canary", "watch"]
+RolloutAction = Literal["promote", "abort"]
+
+
+class RolloutFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """One release's answers as the router last judged them."""
+
+    release: int
+    requests: int
+    errors: int
+    error_rate: float
+    p95: float | None = None
+
+
+class RolloutProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's rollout in progress, as the router running it says (key `state.<app>`): a
+    canary's step or the watch window after the switch, with both releases' last figures."""
+
+    app: str
+    deployment_id: str
+    release: int
+    previous_release: int
+    stage: RolloutStage
+    step: int = 0  # the canary's step (1-based); 0 in the watch window
+    steps: int = 0
+    percent: int = 100  # the new release's share of requests
+    until: datetime | None = None  # when the step or the window ends
+    new: RolloutFigures | None = None
+    old: RolloutFigures | None = None
+    updated: datetime | None = None
+
+
+class RolloutOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's order to a rollout in progress (key `order.<app>`, the cli and the api):
+    promote it now, or abort it (every request back to the old release)."""
+
+    app: str
+    deployment_id: str
+    action: RolloutAction
+    at: datetime | None = None
+
+
 class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One deployment waiting for the app's lock."""
 

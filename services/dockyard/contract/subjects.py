@@ -47,6 +47,7 @@ KV_PLACEMENTS = "dockyard_placements"
 KV_MAINTENANCE = "dockyard_maintenance"
 KV_INFLIGHT = "dockyard_inflight"
 KV_FORMATION = "dockyard_formation"
+KV_ROLLOUTS = "dockyard_rollouts"
 OBJ_SOURCES = "dockyard_sources"
 OBJ_BUILDS = "dockyard_builds"
 

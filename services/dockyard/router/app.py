@@ -42,6 +42,7 @@ from dockyard.router.metrics import ReleaseFigures
 from dockyard.state.inflight import TimeoutReader
 from dockyard.state.maintenance import MaintenanceReader
 from dockyard.state.placements import PlacementReader
+from dockyard.state.rollouts import RolloutBoard
 from dockyard.state.routes import RouteWriter
 from dockyard.state.steps import Verdicts
 
@@ -56,6 +57,7 @@ class RouterDoors:
     placements: PlacementReader
     maintenance: MaintenanceReader
     timeouts: TimeoutReader
+    rollouts: RolloutBoard
 
 
 async def make(ctx: ServiceContext, doors: RouterDoors) -> Router:

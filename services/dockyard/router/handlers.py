@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -42,7 +43,7 @@ from dockyard.contract.events import (
     WatchData,
 )
 from dockyard.contract.plan import Rollout, watches
-from dockyard.contract.state import LiveRelease
+from dockyard.contract.state import LiveRelease, RolloutAction, RolloutProgress
 from dockyard.router import upstream_files
 from dockyard.router.access_log import AccessEntry, writer_address
 from dockyard.router.caddy import CaddyAdmin, CaddyError, CaddyUnreachable, admin_listen
@@ -56,7 +57,14 @@ from dockyard.router.config import (
 )
 from dockyard.router.errors import EndedDeploy, Unverified
 from dockyard.router.figures import KEPT_RELEASES, Figures, Measurements, Sample
-from dockyard.router.rollout import Canary, aborts, judge, release_figures
+from dockyard.router.rollout import (
+    Canary,
+    aborts,
+    judge,
+    ordered_verdict,
+    progress_figures,
+    release_figures,
+)
 from dockyard.router.routes import (
     AppRoute,
     Ignore,
@@ -95,6 +103,8 @@ if TYPE_CHECKING:
 # A watch window judges the new release every WATCH_EVERY seconds on its last WATCH_SPAN.
 WATCH_EVERY = 0.5
 WATCH_SPAN = 10.0
+# How often a rollout's wait looks for an operator's order.
+ORDER_EVERY = 0.5
 
 # The NATS subject a message was delivered on (not the one its payload claims).
 NatsSubject = Annotated[str, Context("message.raw_message.subject")]
@@ -114,6 +124,7 @@ class Router:
         self.placements = doors.placements
         self.maintenance = doors.maintenance
         self.timeouts = doors.timeouts
+        self.rollouts = doors.rollouts
         self.emitter = emitter
         self.domain = settings.domain
         self.hosts = runtime_hosts(settings.swarm_hosts)  # where each runtime's instances are
@@ -362,6 +373,7 @@ class Router:
         judged: RolloutData | None = None
         try:
             for number, percent in enumerate(rollout.steps, 1):
+                ordered: RolloutAction | None = None
                 async with self.lock:
                     if (stop := await self._canary_stopped(event)) is not None:
                         await self._load(self._table(app), force=False)
@@ -376,7 +388,14 @@ class Router:
                                        f"{percent}% of requests for {rollout.hold:g}s")
                 log.info("canary step", step=number, percent=percent)
                 begun = time.monotonic()
-                await asyncio.sleep(rollout.hold)
+                progress = RolloutProgress(
+                    app=app, deployment_id=event.deployment_id, release=event.release,
+                    previous_release=decision.previous_release or 0, stage="canary",
+                    step=number, steps=steps, percent=percent,
+                    until=datetime.now(UTC) + timedelta(seconds=rollout.hold),
+                    new=None if judged is None else progress_figures(judged.new),
+                    old=None if judged is None else progress_figures(judged.old))
+                ordered = await self._hold(progress, rollout.hold)
                 if self.canaries.get(app) is None:
                     log.info("canary stopped", reason="its deploy ended")
                     return  # on_deploy_failed sent every request back already
@@ -385,6 +404,8 @@ class Router:
                 old = self.measured.figures(app, decision.previous_release or 0, now,
                                             window=now - begun)
                 verdict, reason = judge(new, old, rollout, measured=self.access_log is not None)
+                if ordered is not None:
+                    verdict, reason = ordered_verdict(ordered, reason)
                 judged = RolloutData(step=number, steps=steps, percent=percent, verdict=verdict,
                                      reason=reason, new=release_figures(new),
                                      old=release_figures(old))
@@ -393,6 +414,8 @@ class Router:
                     await self._abort_canary(event, judged, log)
                     return
                 await self._announce(event, Fact.of(RolloutStep, judged, number, "judged"))
+                if ordered == "promote":
+                    break  # the operator's order: every request now
             promoted = judged or RolloutData(step=steps, steps=steps, percent=100)
             await self._announce(event, Fact.of(RolloutPromoted, msgspec.structs.replace(
                 promoted, step=steps + 1, percent=100)))
@@ -403,6 +426,7 @@ class Router:
                     return
                 del self.canaries[app]
                 await self._switch(event, decision, log)
+            await self.rollouts.done(app)
         except asyncio.CancelledError:
             raise  # the router stops: a restarted one serves the old release (records)
         except Exception as exc:  # noqa: BLE001 (a canary that cannot go on must still end)
@@ -422,12 +446,25 @@ class Router:
             return f"the deploy ended as timeout: {ended.reason}"
         return None
 
+    async def _hold(self, progress: RolloutProgress, seconds: float) -> RolloutAction | None:
+        """Wait out a step (or a stretch of the window), saying where the rollout is; an
+        operator's order for this deployment ends the wait early and is returned."""
+        await self.rollouts.show(progress)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(ORDER_EVERY, left))
+            order = await self.rollouts.order(progress.app)
+            if order is not None and order.deployment_id == progress.deployment_id:
+                return order.action
+        return None
+
     async def _abort_canary(self, event: HookSucceeded, judged: RolloutData, log: Any) -> None:
         """Every request back to the old release, then the deploy fails `canary-error` (the
         scheduler removes the new instances, on-failure runs)."""
         async with self.lock:
             self.canaries.pop(event.app, None)
             await self._load(self._table(event.app), force=False)
+        await self.rollouts.done(event.app)
         log.warning("canary aborted", step=judged.step, reason=judged.reason)
         await self._announce(event, Fact.of(RolloutAborted, judged))
         await self._say(event, f"canary aborted at step {judged.step}: every request is back "
@@ -492,24 +529,36 @@ class Router:
         begun = time.monotonic()
         await self._say(event, f"watching v{event.release} for {window:g}s; v{old.release} "
                                f"stays warm to switch back to")
+        until = datetime.now(UTC) + timedelta(seconds=window)
+        new: Figures | None = None
+        reason = "the watch window passed"
         try:
             while (now := time.monotonic()) < begun + window:
-                await asyncio.sleep(min(WATCH_EVERY, begun + window - now))
+                ordered = await self._hold(RolloutProgress(
+                    app=app, deployment_id=event.deployment_id, release=event.release,
+                    previous_release=old.release, stage="watch", until=until,
+                    new=None if new is None else progress_figures(release_figures(new)),
+                    old=progress_figures(release_figures(before))),
+                    min(WATCH_EVERY, begun + window - now))
                 if self.watching.get(app) != event.deployment_id:
                     return  # the deploy ended (the watchdog)
                 now = time.monotonic()
                 new = self.measured.figures(app, event.release, now,
                                             window=min(WATCH_SPAN, now - begun))
-                verdict, reason = judge(new, before, rollout,
+                verdict, judged = judge(new, before, rollout,
                                         measured=self.access_log is not None)
-                if verdict == "failed":
+                if ordered == "promote":
+                    reason = f"the watch window was ended by an operator's order: {judged}"
+                    break
+                if ordered == "abort" or verdict == "failed":
+                    why = "an operator's order" if ordered == "abort" else judged
                     await self._switch_back(event, old, f"{now - begun:.0f}s into the "
-                                                        f"{window:g}s watch window: {reason}",
+                                                        f"{window:g}s watch window: {why}",
                                             log)
                     return
             new = self.measured.figures(app, event.release, time.monotonic(), window=window)
-            await self._watched(event, window, "the watch window passed",
-                                release_figures(new), release_figures(before))
+            await self._watched(event, window, reason, release_figures(new),
+                                release_figures(before))
         except asyncio.CancelledError:
             raise  # the router stops: the deploy ends at the watchdog's deadline
         except Exception:
@@ -519,6 +568,7 @@ class Router:
         finally:
             if self.watching.get(app) == event.deployment_id:
                 del self.watching[app]
+                await self.rollouts.done(app)
 
     async def _watched(self, event: AfterSwitchSucceeded, window: float, reason: str,
                        new: ReleaseFigures | None, old: ReleaseFigures | None) -> None:

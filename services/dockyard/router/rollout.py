@@ -7,6 +7,7 @@ import msgspec
 
 from dockyard.contract.events import ReleaseFigures, RolloutVerdict
 from dockyard.contract.plan import Rollout
+from dockyard.contract.state import RolloutAction, RolloutFigures
 from dockyard.router.figures import Figures
 
 # Below this, a p95 difference is noise (a loopback answer takes a millisecond or two): a new
@@ -82,3 +83,18 @@ def judge(new: Figures, old: Figures, rollout: Rollout, *,
 def aborts(verdict: RolloutVerdict, rollout: Rollout) -> bool:
     """Whether a step's verdict sends every request back to the old release."""
     return verdict == "failed" or (verdict == "inconclusive" and rollout.inconclusive == "abort")
+
+
+def ordered_verdict(action: RolloutAction, measured: str) -> tuple[RolloutVerdict, str]:
+    """A step's verdict when an operator ordered it (whatever the figures said)."""
+    if action == "abort":
+        return "failed", f"aborted by an operator's order; {measured}"
+    return "passed", f"promoted by an operator's order; {measured}"
+
+
+def progress_figures(figures: ReleaseFigures | None) -> RolloutFigures | None:
+    """An event's figures as the rollout's progress record shows them."""
+    if figures is None:
+        return None
+    return RolloutFigures(release=figures.release, requests=figures.requests,
+                          errors=figures.errors, error_rate=figures.error_rate, p95=figures.p95)

@@ -21,6 +21,7 @@ from dockyard.state import (
     placements,
     queue,
     releases,
+    rollouts,
     routes,
     sinks,
     sources,
@@ -35,7 +36,8 @@ DOORS: tuple[Door[Any], ...] = (
     sources.READER, sources.UPLOADS, builds.STORE, builds.READER, placements.WRITER,
     placements.READER, maintenance.STORE, maintenance.READER, maintenance.FORGETTER,
     inflight.WRITER, inflight.TIMEOUTS, formation.WRITER, formation.READER, hooks.KEEPER,
-    sinks.FORGETTER, sources.KEEPER, builds.KEEPER, config.FORGETTER,
+    sinks.FORGETTER, sources.KEEPER, builds.KEEPER, config.FORGETTER, rollouts.BOARD,
+    rollouts.CONTROL,
 )
 _BY_INTERFACE: dict[type[Any], Door[Any]] = {door.interface: door for door in DOORS}
 
