@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.e2e.api_support import base_url, client, deployment, stack, token, until
+from tests.e2e.api_support import base_url, client, deployment, ended, stack, token, until
 from tests.e2e.apps import make_app, targz
 from tests.e2e.conftest import Running
 
@@ -221,3 +221,32 @@ async def test_cancel_from_the_page_ends_a_running_deploy(page: Page, stack: Run
         found = (await http.get(f"/deployments/{dep}")).json()
         assert found["status"] == "cancelled"
     await page.screenshot(path=shot("deploy-cancelled"), full_page=True)
+
+
+ROLLOUT = '[rollout]\nsteps = [50]\nhold = "10m"\nwatch = "10m"\n'
+
+
+async def test_a_rollout_is_shown_live_and_promoted_then_aborted_from_the_page(
+        page: Page, stack: Running, tmp_path: Path) -> None:
+    app = stack.app_name("dashcanary")
+    async with client(stack) as http:
+        first = await upload(http, app, make_app(tmp_path / "v1", "process", "v1", toml=ROLLOUT))
+        assert (await ended(http, first))["status"] == "succeeded"
+        dep = await upload(http, app, make_app(tmp_path / "v2", "process", "v2", toml=ROLLOUT))
+        await page.goto(f"{base_url(stack)}/#/apps/{app}")
+        stage = page.locator("#rollout-stage")
+        await page.wait_for_function(
+            "() => (document.querySelector('#rollout-stage') || {}).textContent"
+            " === 'canary of v2: step 1/1, 50% of requests'", timeout=WAIT_MS)
+        assert "v1 (old)" in (await page.locator("#rollout-figures").text_content() or "")
+        await page.screenshot(path=shot("rollout-canary"), full_page=True)
+        await page.click("#rollout-promote")
+        await page.wait_for_function(
+            "() => (document.querySelector('#rollout-stage') || {}).textContent"
+            " === 'watching v2: v1 warm to switch back to'", timeout=WAIT_MS)
+        await page.screenshot(path=shot("rollout-watch"), full_page=True)
+        await page.click("#rollout-abort")
+        found = await ended(http, dep)
+        assert found["status"] == "rolled-back", found
+        await page.wait_for_selector("#rollout", state="hidden", timeout=WAIT_MS)
+        assert not await stage.count()

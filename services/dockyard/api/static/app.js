@@ -118,6 +118,7 @@ async function showApp(name) {
   setCrumbs(el("a", { href: `#/apps/${name}` }, name));
   const history = el("tbody", { id: "history" });
   const summary = el("div", { id: "summary" });
+  const rollout = el("section", { id: "rollout", hidden: true });
   const operate = async (label, method, path, body, said = () => "asked for") => {
     notice("");
     try {
@@ -143,6 +144,7 @@ async function showApp(name) {
                      onclick: () => operate("maintenance", "POST", `/apps/${name}/maintenance`,
                                             { enabled: false }, turned) }, "Maintenance off")),
     el("p", { id: "notice", role: "status" }),
+    rollout,
     el("h2", {}, "Deployments"),
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "deployment"),
                                        el("th", {}, "release"), el("th", {}, "status"),
@@ -151,9 +153,10 @@ async function showApp(name) {
   const turned = (m) => (m.enabled ? "on: the host answers 503 with a maintenance page"
                                     : "off: the host routes to the live release");
   const render = async () => {
-    const [app, deployments, maintenance] = await Promise.all([
+    const [app, deployments, maintenance, progress] = await Promise.all([
       api("GET", `/apps/${name}`), api("GET", `/apps/${name}/deployments?limit=50`),
-      api("GET", `/apps/${name}/maintenance`)]);
+      api("GET", `/apps/${name}/maintenance`), api("GET", `/apps/${name}/rollout`)]);
+    rolloutView(rollout, progress, operate);
     summary.replaceChildren(el("p", {},
       "live release ", el("strong", { id: "live" }, app.live_release ? `v${app.live_release}` : "none"),
       " · health ", badge(app.health), ` · ${app.instances.length} instance(s) running`,
@@ -168,6 +171,8 @@ async function showApp(name) {
       el("td", {}, when(d.created_at)))));
   };
   await render();
+  // A rollout's figures change without events (the router records them): looked at again.
+  timers.push(setInterval(() => render().catch(handle), 2000));
   const events = new EventSource(`/apps/${name}/events/stream`);
   let pending = null;
   events.onmessage = () => {   // a burst of replayed events refreshes once
@@ -175,6 +180,42 @@ async function showApp(name) {
     pending = setTimeout(() => render().catch(handle), 150);
   };
   streams.push(events);
+}
+
+// A canary step or the watch window in progress: where it is, both releases' figures as the
+// router last judged them, and the operator's promote and abort.
+function rolloutView(section, r, operate) {
+  if (!r.in_progress) {
+    section.hidden = true;
+    section.replaceChildren();
+    return;
+  }
+  const left = r.until ? Math.max(0, Math.round((Date.parse(r.until) - Date.now()) / 1000)) : null;
+  const stage = r.stage === "canary"
+    ? `canary of v${r.release}: step ${r.step}/${r.steps}, ${r.percent}% of requests`
+    : `watching v${r.release}: v${r.previous_release} warm to switch back to`;
+  const row = (label, f) => el("tr", {},
+    el("td", {}, label),
+    el("td", {}, f ? String(f.requests) : "–"),
+    el("td", {}, f ? `${f.errors} (${(f.error_rate * 100).toFixed(1)}%)` : "–"),
+    el("td", {}, f && f.p95 !== null ? `${Math.round(f.p95 * 1000)} ms` : "–"));
+  const order = (action) => operate(`rollout ${action}`, "POST", `/apps/${r.app}/rollout`,
+                                    { action }, () => "ordered; the router acts within a second");
+  section.hidden = false;
+  section.replaceChildren(
+    el("h2", {}, "Rollout"),
+    el("p", {}, el("strong", { id: "rollout-stage" }, stage),
+       left === null ? "" : ` · ${left}s left`),
+    el("table", { id: "rollout-figures" },
+       el("thead", {}, el("tr", {}, el("th", {}, "release"), el("th", {}, "requests"),
+                          el("th", {}, "errors"), el("th", {}, "p95"))),
+       el("tbody", {}, row(`v${r.release} (new)`, r.new),
+          row(`v${r.previous_release} (old)`, r.old))),
+    el("div", { class: "actions" },
+       el("button", { id: "rollout-promote", type: "button", onclick: () => order("promote") },
+          "Promote now"),
+       el("button", { id: "rollout-abort", type: "button", onclick: () => order("abort") },
+          "Abort: back to the old release")));
 }
 
 // ------------------------------------------------------------------ one deployment
