@@ -44,7 +44,7 @@ from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import InvalidName
 from dockyard.contract.names import check_app as _check_app
 from dockyard.contract.names import check_deployment_id as _check_deployment_id
-from dockyard.contract.plan import Plan
+from dockyard.contract.plan import Plan, RolloutOverride, checked_override
 from dockyard.contract.sinks import Sink, Sinks, SinkStatus, with_sink, without_sink
 from dockyard.contract.state import LiveRelease, Maintenance, RolloutAction, RolloutProgress
 from dockyard.pipeline import rollback
@@ -253,30 +253,37 @@ class DockyardClient:
                              runtime: str | None = None,
                              deployment_id: str | None = None,
                              source_object: str | None = None,
-                             to_release: int | None = None) -> DeployRequested:
+                             to_release: int | None = None,
+                             rollout: RolloutOverride | None = None) -> DeployRequested:
         """Upload (for a source deploy, unless `source_object` names an upload already made)
-        and publish the deploy request (a rollback's names its target, `to_release`)."""
+        and publish the deploy request (a rollback's names its target, `to_release`; `rollout`
+        replaces the manifest's canary steps, hold or watch window, RolloutError if it cannot
+        be given)."""
         check_app(app)
+        if rollout is not None:
+            checked_override(rollout)
         dep = check_deployment_id(deployment_id) if deployment_id else new_id()
         source = source_object
         if source is None and path is not None:
             source = await self.upload(app, path, dep)
         cmd = DeployRequested(deployment_id=dep, app=app, kind=kind,  # type: ignore[arg-type]
-                              source_object=source, runtime=runtime, to_release=to_release)
+                              source_object=source, runtime=runtime, to_release=to_release,
+                              rollout=rollout)
         await self.js.publish(subjects.CMD_DEPLOY, codec.encode(cmd),
                                      headers={"Nats-Msg-Id": f"{dep}:deploy"})
         return cmd
 
     async def deploy(self, app: str, path: Path | None, followers: Followers, *,
                      kind: str = "source", runtime: str | None = None,
-                     wait: float | None = None, to_release: int | None = None) -> Terminal:
+                     wait: float | None = None, to_release: int | None = None,
+                     rollout: RolloutOverride | None = None) -> Terminal:
         """Request a deploy and follow it to its end (giving up after `wait` seconds)."""
         check_app(app)
         dep = new_id()
         watch = await self.watch(app, dep, followers)
         try:
             await self.request_deploy(app, path, kind=kind, runtime=runtime, deployment_id=dep,
-                                      to_release=to_release)
+                                      to_release=to_release, rollout=rollout)
             return await watch.result(wait)
         finally:
             await watch.close()

@@ -35,7 +35,7 @@ from dockyard.contract.events import (
     LogLine,
     TrafficSwitched,
 )
-from dockyard.contract.plan import Plan, ProcessType
+from dockyard.contract.plan import Plan, ProcessType, RolloutOverride
 from dockyard.contract.state import LiveRelease, RolloutFigures, RolloutProgress
 from dockyard.store import Store, project
 from tests.api.support import TOKEN, Parts, parts, sqlite_store
@@ -312,6 +312,27 @@ async def test_deploy_stores_the_archive_and_publishes_the_command(api: Parts,
     assert (command.app, command.deployment_id, command.kind) == ("shop", dep, "source")
     assert api.sources.objects[command.source_object or ""] == archive
     assert msg_id == f"{dep}:deploy"
+
+
+async def test_a_deploy_may_carry_its_own_rollout_and_a_bad_one_is_refused(
+        api: Parts, client: httpx.AsyncClient) -> None:
+    archive = targz({"Procfile": b"web: python app.py\n"})
+    r = await client.post("/apps/shop/deployments?canary=10,50&hold=30s&watch=5m",
+                          content=archive, headers={"Content-Type": "application/gzip"})
+    assert r.status_code == 202, r.text
+    off = await client.post("/apps/shop/deployments?rollout=off", content=archive,
+                            headers={"Content-Type": "application/gzip"})
+    assert off.status_code == 202, off.text
+    sent = [c.rollout for c, _ in api.commands.sent]  # type: ignore[union-attr]
+    assert sent == [RolloutOverride(steps=[10, 50], hold=30, watch=300),
+                    RolloutOverride(off=True)]
+    for query, error in (("canary=5,7", "7 is not a share the router can give"),
+                         ("hold=soon", '"soon" is not a duration'),
+                         ("rollout=on", "rollout")):
+        refused = await client.post(f"/apps/shop/deployments?{query}", content=archive,
+                                    headers={"Content-Type": "application/gzip"})
+        assert refused.status_code == 400 and error in refused.json()["error"], refused.text
+    assert len(api.commands.sent) == 2
 
 
 @pytest.mark.parametrize(("body", "error"), [

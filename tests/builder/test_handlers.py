@@ -37,6 +37,7 @@ from dockyard.contract.events import (
     new_id,
 )
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
+from dockyard.contract.plan import Rollout, RolloutOverride
 from dockyard.contract.state import LiveRelease, Queue, QueueEntry
 from dockyard.plan.detect import LISTING
 from dockyard.plan.merge import build_plan
@@ -194,6 +195,31 @@ async def test_operator_hooks_join_the_plan(tmp_path: Path) -> None:
     [*_, (_, _, data)] = w.events()
     assert data == SpecData(spec=spec_of(dep, files, [hook]))
     assert [c.source for c in data.spec.plan.postdeploy] == ["operator"]
+
+
+async def test_a_deploys_own_rollout_goes_over_the_manifests_and_is_noted(
+        tmp_path: Path) -> None:
+    w = world()
+    dep = new_id()
+    files = {"Procfile": PROCFILE, "dockyard.toml": '[rollout]\nsteps = [5, 25]\nwatch = "5m"\n'}
+    asked = RolloutOverride(steps=[50], hold=10)
+    await w.deliver(request(dep, await upload(w, tmp_path, dep, files), rollout=asked))
+    [*_, (_, _, data)] = w.events()
+    assert data.spec.plan.rollout == Rollout(steps=[50], hold=10, watch=300)
+    assert data.spec.plan.notes[-1] == ("rollout: steps [50], hold 10s, watch 300s, as the "
+                                        "deploy asked")
+
+
+async def test_a_deploys_rollout_the_router_cannot_give_ends_the_build_failed(
+        tmp_path: Path) -> None:
+    # Another publisher than the CLI (which checks first) is checked as strictly.
+    w = world()
+    dep = new_id()
+    source = await upload(w, tmp_path, dep, {"Procfile": PROCFILE})
+    await w.deliver(request(dep, source, rollout=RolloutOverride(steps=[3])))
+    assert failure(w).status == "build-error"
+    assert "3 is not a share the router can give" in failure(w).reason
+    assert w.runtime.built == []
 
 
 async def test_a_redelivered_request_publishes_the_recorded_outcome_and_builds_nothing(

@@ -22,7 +22,7 @@ from dockyard.contract.events import (
 )
 from dockyard.runtime.select import Runtimes
 from tests.e2e.apps import get, make_app
-from tests.e2e.cli_support import cli
+from tests.e2e.cli_support import cli, deployment_of
 from tests.e2e.conftest import Running, start_running, stop_running
 from tests.e2e.phase_support import events_of, texts_of, types
 from tests.load import Load
@@ -265,5 +265,18 @@ async def test_an_operator_promotes_a_canary_then_aborts_its_watch_window(tmp_pa
         assert [e.data.reason.split(";")[0] for e in judged] == ["promoted by an operator's order"]
         none = await cli(running, "rollout", "abort", app)
         assert none.returncode == 2 and "has no rollout in progress" in none.stderr, none
+
+        # A deploy's own flags go over dockyard.toml's [rollout]: none at all, or refused.
+        v3 = make_app(tmp_path / "v3", "process", "v3", toml=ORDERED)
+        bad = await cli(running, "deploy", app, str(v3), "--canary", "5,7")
+        assert bad.returncode == 2, bad
+        assert bad.stderr.strip().endswith("7 is not a share the router can give: a multiple "
+                                           "of 5 between 5 and 95 (100 % is the promotion after "
+                                           "the last step)"), bad.stderr
+        at_once = await cli(running, "deploy", app, str(v3), "--no-rollout")
+        assert at_once.returncode == 0, at_once
+        events = await events_of(running, app, deployment_of(at_once.stdout))
+        assert not [t for t in types(events) if ".rollout." in t], types(events)
+        assert get(running.port, app).text == "app v3\n"
     finally:
         await stop_running(running)

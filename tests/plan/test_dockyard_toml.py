@@ -3,7 +3,14 @@
 import pytest
 
 from dockyard.contract.manifest import HookSpec
-from dockyard.contract.plan import BuildConfig, Health, Rollout
+from dockyard.contract.plan import (
+    BuildConfig,
+    Health,
+    Rollout,
+    RolloutError,
+    RolloutOverride,
+    overridden,
+)
 from dockyard.plan.dockyard_toml import (
     ProcessOverride,
     line_index,
@@ -11,6 +18,7 @@ from dockyard.plan.dockyard_toml import (
     parse_dockyard_toml,
 )
 from dockyard.plan.errors import ManifestError
+from dockyard.plan.rollout_flags import rollout_from_flags
 
 FULL = """\
 preset = "laravel"
@@ -205,12 +213,12 @@ def test_rollout_table() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("[rollout]\nsteps = [5, 7]\n", "dockyard.toml:2: rollout.steps: 7 is not a share the "
      "router can give: a multiple of 5 between 5 and 95"),
-    ("[rollout]\nsteps = [25, 10]\n", "dockyard.toml:2: rollout.steps: must grow: 10 comes "
-     "after 25"),
+    ("[rollout]\nsteps = [25, 10]\n", "dockyard.toml:2: rollout.steps: canary steps must grow: "
+     "10 comes after 25"),
     ("[rollout]\nsteps = [100]\n", "100 is not a share the router can give"),
     ("[rollout]\nsteps = []\n", "rollout.steps: no step and no watch window"),
     ("[rollout]\nsteps = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]\n",
-     "rollout.steps: must list at most 10 shares"),
+     "rollout.steps: at most 10 canary steps"),
     ("[rollout]\nwatch = -1\n", "rollout.watch: -1 is not a positive duration"),
     ("[rollout]\nhold = \"soon\"\n", 'dockyard.toml:2: rollout.hold: "soon" is not a '
      "duration"),
@@ -223,4 +231,34 @@ def test_rollout_table() -> None:
 def test_rollout_refusals_name_the_key_and_line(text: str, expected: str) -> None:
     with pytest.raises(ManifestError) as refused:
         parse_dockyard_toml(text)
+    assert expected in str(refused.value)
+
+
+def test_a_deploys_own_rollout_goes_over_the_manifests() -> None:
+    manifest = Rollout(steps=[5, 25], hold=60, watch=300)
+    assert overridden(manifest, None) == manifest
+    assert overridden(manifest, RolloutOverride(off=True)) is None
+    assert overridden(manifest, RolloutOverride(steps=[50], hold=10)) == Rollout(
+        steps=[50], hold=10, watch=300)
+    # A watch alone adds no canary to an app without [rollout]; nothing at all is none.
+    assert overridden(None, RolloutOverride(watch=120)) == Rollout(steps=[], watch=120)
+    assert overridden(Rollout(steps=[], watch=60), RolloutOverride(watch=0)) is None
+    assert rollout_from_flags(None, None, None, False) is None
+    assert rollout_from_flags("5, 25", "30s", "5m", False) == RolloutOverride(
+        steps=[5, 25], hold=30, watch=300)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (("5,7", None, None, False), "7 is not a share the router can give"),
+    (("25,10", None, None, False), "canary steps must grow: 10 comes after 25"),
+    (("five", None, None, False), "canary: 'five' is not a list of percentages"),
+    ((None, "soon", None, False), 'hold or watch: "soon" is not a duration'),
+    ((None, "0", None, False), 'hold or watch: "0" is not a positive duration'),
+    ((None, "48h", None, False), "held more than 0 s and at most 86400 s"),
+    (("5", None, None, True), "no rollout (--no-rollout) goes with no step, hold or watch"),
+])
+def test_a_deploys_own_rollout_is_refused_naming_the_problem(
+        flags: tuple[str | None, str | None, str | None, bool], expected: str) -> None:
+    with pytest.raises(RolloutError) as refused:
+        rollout_from_flags(*flags)
     assert expected in str(refused.value)

@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, patch, post
@@ -69,7 +69,7 @@ from dockyard.api.models import (
     SinkAdded,
     SinksView,
 )
-from dockyard.api.operations import Operations
+from dockyard.api.operations import Operations, rollout_override
 from dockyard.bus.topology import STREAM_FEED
 from dockyard.contract import subjects
 from dockyard.contract.names import check_app, check_deployment_id
@@ -321,9 +321,15 @@ def _event_id(data: JSONBody[bytes]) -> str:
       opt={"upload": True}, responses=errors(403, 413), summary="Deploy",
       # The archive is streamed to a file and capped there (DOCKYARD_ARCHIVE_MAX_BYTES).
       request_max_body_size=None)
-async def deploy(app: AppName, request: Request[Any, Any, Any], api: Api) -> Accepted:
-    """Upload the source and ask for its deploy; follow it at the links answered."""
-    return await api.operations.deploy(check_app(app), request.stream())
+async def deploy(app: AppName, request: Request[Any, Any, Any], api: Api,
+                 canary: FromQuery[str | None] = None, hold: FromQuery[str | None] = None,
+                 watch: FromQuery[str | None] = None,
+                 rollout: FromQuery[Literal["off"] | None] = None) -> Accepted:
+    """Upload the source and ask for its deploy; follow it at the links answered. `canary`
+    (`5,25`: percent of requests in turn), `hold` (`60s`) and `watch` (`5m`) replace
+    dockyard.toml's [rollout] for this deploy; `rollout=off`: every request at once."""
+    override = rollout_override(canary, hold, watch, rollout == "off")
+    return await api.operations.deploy(check_app(app), request.stream(), override)
 
 
 @post("/deployments/{deployment_id:str}/cancel", tags=["deployments"], status_code=202,

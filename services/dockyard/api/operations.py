@@ -47,6 +47,7 @@ from dockyard.contract.events import (
 )
 from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
+from dockyard.contract.plan import RolloutError, RolloutOverride
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
 from dockyard.contract.state import Maintenance, RolloutFigures, RolloutProgress
 from dockyard.pipeline import rollback, scaling
@@ -54,6 +55,7 @@ from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.merge import build_plan
 from dockyard.plan.operator import added, removed, validate_hook, validate_phase
+from dockyard.plan.rollout_flags import rollout_from_flags
 from dockyard.state.builds import ManifestReader
 from dockyard.state.config import ConfigStore, Versioned
 from dockyard.state.deliveries import SinkStatusReader
@@ -95,6 +97,15 @@ def links(app: str, deployment_id: str) -> dict[str, str]:
 def config_view(app: str, config: Versioned) -> ConfigView:
     """Names and version only: values never leave the bus."""
     return ConfigView(app=app, version=config.version, names=sorted(config.values))
+
+
+def rollout_override(canary: str | None, hold: str | None, watch: str | None,
+                     off: bool) -> RolloutOverride | None:
+    """A deploy's own rollout from its query (BadRequest naming the problem)."""
+    try:
+        return rollout_from_flags(canary, hold, watch, off)
+    except RolloutError as exc:
+        raise BadRequest(f"canary, hold, watch: {exc}") from None
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -211,8 +222,10 @@ class Operations:
 
     # ------------------------------------------------------------ deploys
 
-    async def deploy(self, app: str, body: AsyncIterator[bytes]) -> Accepted:
-        """Store an uploaded archive through the sources door and ask for its deploy."""
+    async def deploy(self, app: str, body: AsyncIterator[bytes],
+                     rollout: RolloutOverride | None = None) -> Accepted:
+        """Store an uploaded archive through the sources door and ask for its deploy (with its
+        own rollout over the manifest's, if given)."""
         check_app(app)
         dep = new_id()
         with tempfile.TemporaryDirectory(prefix="dockyard-upload-") as tmp:
@@ -222,7 +235,8 @@ class Operations:
             data = await asyncio.to_thread(path.read_bytes)
         source = await self.doors.sources.upload(app, dep, data)
         await self.commands.send(DeployRequested(deployment_id=dep, app=app, kind="source",
-                                                 source_object=source), f"{dep}:deploy")
+                                                 source_object=source, rollout=rollout),
+                                 f"{dep}:deploy")
         return Accepted(app=app, deployment_id=dep, links=links(app, dep))
 
     async def cancel(self, deployment_id: str, reason: str) -> Accepted:

@@ -19,7 +19,13 @@ from dockyard.contract.events import (
     FailureData,
 )
 from dockyard.contract.names import check_app, check_deployment_id
-from dockyard.contract.plan import Plan
+from dockyard.contract.plan import (
+    Plan,
+    RolloutError,
+    RolloutOverride,
+    checked_override,
+    overridden,
+)
 from dockyard.contract.state import Queue
 from dockyard.pipeline.rollback import RollbackError
 from dockyard.plan.errors import PlanError
@@ -61,7 +67,7 @@ class WrongSource(BuilderError):
 
 # What ends a build as `build-error` (anything else is a fault of ours: the message is retried).
 BUILD_ERRORS = (PlanError, BuildError, SourceError, BuilderError, UnknownRuntimeError,
-                RollbackError)
+                RollbackError, RolloutError)
 
 
 def check_request(cmd: DeployRequested) -> DeployRequested:
@@ -103,6 +109,18 @@ def destroy_refusal(app: str, operation_id: str, waiting: Queue,
 def build_id(release: int, deployment_id: str) -> str:
     """The id of a build: its release and the start of its deployment id."""
     return f"v{release}-{deployment_id[:8]}"
+
+
+def with_rollout(plan: Plan, override: RolloutOverride | None) -> Plan:
+    """The plan with the deploy request's own rollout over the manifest's (RolloutError for
+    one that cannot be given), noted in the plan."""
+    if override is None:
+        return plan
+    rollout = overridden(plan.rollout, checked_override(override))
+    note = ("rollout: none, as the deploy asked (every request at once)" if rollout is None
+            else f"rollout: steps {rollout.steps}, hold {rollout.hold:g}s, watch "
+                 f"{rollout.watch:g}s, as the deploy asked")
+    return msgspec.structs.replace(plan, rollout=rollout, notes=[*plan.notes, note])
 
 
 def check_plan(plan: Plan) -> Plan:

@@ -345,7 +345,7 @@ class Builder:
                                            self.limits)
             files = {**read_manifest_files(tree), **read_build_files(tree)}
             hooks = (await self.doors.hooks.load(cmd.app)).hooks
-            plan = decide.check_plan(build_plan(files, hooks))
+            plan = decide.check_plan(decide.with_rollout(build_plan(files, hooks), cmd.rollout))
             for note in plan.notes:
                 await deploy_log.system(f"plan: {note}")
             await self.doors.manifests.keep(cmd.app, build_id, files)
@@ -365,7 +365,8 @@ class Builder:
         if live is None:
             raise decide.NoReleaseError(f"{cmd.app} has no release yet: deploy its source first")
         files = await self.doors.manifests.manifest(cmd.app, live.spec.build_id)
-        plan = decide.check_plan(build_plan(files, (await self.doors.hooks.load(cmd.app)).hooks))
+        plan = decide.check_plan(decide.with_rollout(
+            build_plan(files, (await self.doors.hooks.load(cmd.app)).hooks), cmd.rollout))
         await deploy_log.system(
             f"config change: a release of build {live.spec.build_id} (v{live.release}) with the "
             "current config; no new build")

@@ -46,6 +46,7 @@ _EXPECTED = {
     "dockyard.contract.sinks": ("SinkError",),
     "dockyard.state.maintenance": ("MaintenanceError",),
     "dockyard.state.rollouts": ("NoRollout",),
+    "dockyard.contract.plan": ("RolloutError",),
     "dockyard.bus.service": ("UnknownServiceError",),
     "dockyard.bus.auth": ("BusAuthError",),
     "dockyard.bus.embedded": ("NatsServerError",),

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from dockyard.client import DestroyOutcome, DockyardClient, KnownDeployment
     from dockyard.contract.events import AnyEvent, AppLogLine, LogLine, Terminal
+    from dockyard.contract.plan import RolloutOverride
     from dockyard.settings import Settings
 
 T = TypeVar("T")
@@ -130,7 +131,8 @@ async def _unless(interrupted: asyncio.Event, work: Awaitable[T]) -> tuple[bool,
 async def follow_deploy(client: DockyardClient, app: str, path: Path | None, *,
                         kind: str = "source", runtime: str | None = None,
                         follow_for: float | None = None, cancel_on_interrupt: bool = False,
-                        to_release: int | None = None) -> int:
+                        to_release: int | None = None,
+                        rollout: RolloutOverride | None = None) -> int:
     """Request a deploy, print its id at once, follow its log to the end; the exit code.
 
     Ctrl-C leaves the deploy going (or cancels it, with cancel_on_interrupt) and says how to
@@ -166,7 +168,8 @@ async def follow_deploy(client: DockyardClient, app: str, path: Path | None, *,
                 return EXIT_INTERRUPTED
         # Not interruptible: once published, the deploy is on and its id must be shown.
         await client.request_deploy(app, None, kind=kind, runtime=runtime, deployment_id=dep,
-                                    source_object=source, to_release=to_release)
+                                    source_object=source, to_release=to_release,
+                                    rollout=rollout)
         hint = "Ctrl-C cancels it" if cancel_on_interrupt else \
             "Ctrl-C stops following; the deploy goes on"
         out.line(f"deploying {app}: deployment {dep} ({hint})", style="dim")
@@ -204,10 +207,22 @@ def deploy(
         help="Stop following after N seconds (exit 2; the deploy goes on).")] = None,
     cancel_on_interrupt: Annotated[bool, typer.Option(
         "--cancel-on-interrupt", help="Ctrl-C cancels the deploy (default: it goes on).")] = False,
+    canary: Annotated[str | None, typer.Option(
+        "--canary", metavar="STEPS",
+        help="Canary steps, percent of requests in turn (5,25), over dockyard.toml's.")] = None,
+    hold: Annotated[str | None, typer.Option(
+        "--hold", metavar="DURATION", help="How long each canary step lasts (60s).")] = None,
+    watch: Annotated[str | None, typer.Option(
+        "--watch", metavar="DURATION",
+        help="Watch window after the switch (5m; 0: none), over dockyard.toml's.")] = None,
+    no_rollout: Annotated[bool, typer.Option(
+        "--no-rollout", help="Every request at once, whatever dockyard.toml's [rollout] says."
+    )] = False,
 ) -> None:
     """Upload PATH, deploy it as APP, follow its log (exit 0 succeeded, 1 failed)."""
     settings = settings_from(data_dir)
     app = checked_app(app_name)
+    rollout = rollout_override(canary, hold, watch, no_rollout)
     if not path.is_dir():
         fail(f"{path} is not a directory")
     if timeout is not None and timeout <= 0:
@@ -216,7 +231,20 @@ def deploy(
         fail(f"--runtime must be docker, process or swarm, got {runtime!r}")
     raise typer.Exit(run(with_client(settings, lambda c: follow_deploy(
         c, app, path, runtime=runtime, follow_for=timeout,
-        cancel_on_interrupt=cancel_on_interrupt))))
+        cancel_on_interrupt=cancel_on_interrupt, rollout=rollout))))
+
+
+def rollout_override(canary: str | None, hold: str | None, watch: str | None,
+                     off: bool) -> RolloutOverride | None:
+    """The deploy's own rollout from its flags (one line, exit 2, for one that cannot be
+    given); None when no flag was given."""
+    from dockyard.contract.plan import RolloutError
+    from dockyard.plan.rollout_flags import rollout_from_flags
+
+    try:
+        return rollout_from_flags(canary, hold, watch, off)
+    except RolloutError as exc:
+        fail(f"--canary, --hold, --watch: {exc}")
 
 
 @commands.command(rich_help_panel=PANEL, epilog=(

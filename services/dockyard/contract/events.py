@@ -16,7 +16,7 @@ import msgspec
 
 from dockyard.contract import subjects
 from dockyard.contract.phase import Phase
-from dockyard.contract.plan import Plan
+from dockyard.contract.plan import Plan, RolloutOverride
 
 Status = Literal[
     "queued",
@@ -98,6 +98,9 @@ class DeployRequested(Message, frozen=True, kw_only=True, tag="dockyard.cmd.depl
     reason: str = ""
     # A rollback's target release (None: the release before the live one).
     to_release: int | None = None
+    # This deploy's own canary steps, hold or watch window over the manifest's [rollout], or
+    # none at all (`off`).
+    rollout: RolloutOverride | None = None
 
     subject: ClassVar[str] = subjects.CMD_DEPLOY
 

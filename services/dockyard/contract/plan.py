@@ -107,6 +107,73 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
     watch: float = 0.0
 
 
+MAX_STEPS = 10
+
+
+class RolloutError(ValueError):
+    """A rollout that cannot be given as asked (named in the message)."""
+
+
+def check_steps(steps: list[int]) -> list[int]:
+    """Canary steps the router can give: at most MAX_STEPS shares, each a multiple of 5 between
+    5 and 95, growing (RolloutError naming the first that is not)."""
+    if len(steps) > MAX_STEPS:
+        raise RolloutError(f"at most {MAX_STEPS} canary steps (percent of requests the new "
+                           f"release takes in turn), e.g. [5, 25]; got {len(steps)}")
+    for i, share in enumerate(steps):
+        if isinstance(share, bool) or not 0 < share < 100 or share % SHARE_STEP:
+            raise RolloutError(f"{share} is not a share the router can give: a multiple of "
+                               f"{SHARE_STEP} between {SHARE_STEP} and {100 - SHARE_STEP} "
+                               f"(100 % is the promotion after the last step)")
+        if i and share <= steps[i - 1]:
+            raise RolloutError(f"canary steps must grow: {share} comes after {steps[i - 1]}")
+    return steps
+
+
+class RolloutOverride(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A deploy's own rollout, over the manifest's [rollout] (`dockyard deploy --canary 5,25
+    --hold 30s --watch 5m`, or `--no-rollout`): each field given replaces the manifest's."""
+
+    steps: list[int] | None = None
+    hold: float | None = None
+    watch: float | None = None
+    off: bool = False  # every request at once, whatever the manifest says
+
+
+MAX_HOLD = 24 * 3600.0
+
+
+def checked_override(override: RolloutOverride) -> RolloutOverride:
+    """The override, if it can be given (RolloutError naming the problem); a publisher other
+    than the CLI or the api is checked as strictly."""
+    if override.off and (override.steps is not None or override.hold is not None
+                         or override.watch is not None):
+        raise RolloutError("no rollout (--no-rollout) goes with no step, hold or watch")
+    if override.steps is not None:
+        check_steps(override.steps)
+    if override.hold is not None and not 0 < override.hold <= MAX_HOLD:
+        raise RolloutError(f"a canary step is held more than 0 s and at most {MAX_HOLD:g} s, "
+                           f"got {override.hold:g}")
+    if override.watch is not None and not 0 <= override.watch <= MAX_HOLD:
+        raise RolloutError(f"a watch window lasts 0 s to {MAX_HOLD:g} s, got {override.watch:g}")
+    return override
+
+
+def overridden(rollout: Rollout | None, override: RolloutOverride | None) -> Rollout | None:
+    """The rollout a deploy goes through: the manifest's, with the request's fields over it
+    (a watch alone adds no canary); None: every request at once."""
+    if override is None:
+        return rollout
+    if override.off:
+        return None
+    base = rollout or Rollout(steps=[])
+    changed = msgspec.structs.replace(
+        base, steps=base.steps if override.steps is None else list(override.steps),
+        hold=base.hold if override.hold is None else override.hold,
+        watch=base.watch if override.watch is None else override.watch)
+    return changed if changed.steps or changed.watch else None
+
+
 def watches(plan: Plan, kind: str) -> float:
     """The watch window a deploy of this plan goes through after its switch (0: none): the
     router watches it, the scheduler ends the deploy only once the router says how it went.

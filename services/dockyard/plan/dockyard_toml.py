@@ -19,7 +19,7 @@ from dockyard.contract.manifest import (
     TomlProcess,
 )
 from dockyard.contract.phase import HOOK_PHASES
-from dockyard.contract.plan import SHARE_STEP, BuildConfig, Health, Rollout
+from dockyard.contract.plan import BuildConfig, Health, Rollout, RolloutError, check_steps
 from dockyard.plan.durations import parse_duration, parse_memory
 from dockyard.plan.errors import ManifestError
 from dockyard.plan.lines import split_lines
@@ -329,8 +329,6 @@ def _build(reader: _Reader, doc: DockyardToml) -> BuildConfig | None:
     )
 
 
-MAX_STEPS = 10
-
 
 def _rollout(reader: _Reader, doc: DockyardToml) -> Rollout | None:
     """The [rollout] table as a Rollout: steps ascending multiples of 5 below 100, thresholds
@@ -340,17 +338,10 @@ def _rollout(reader: _Reader, doc: DockyardToml) -> Rollout | None:
         return None
     default = Rollout()
     steps = default.steps if table.steps is None else table.steps
-    if len(steps) > MAX_STEPS:
-        raise reader.fail(("rollout", "steps"), f"must list at most {MAX_STEPS} shares (percent "
-                          "of requests the new release takes in turn), e.g. [5, 25]")
-    for i, share in enumerate(steps):
-        if not 0 < share < 100 or share % SHARE_STEP:
-            raise reader.fail(("rollout", "steps"), f"{share} is not a share the router can "
-                              f"give: a multiple of {SHARE_STEP} between {SHARE_STEP} and "
-                              f"{100 - SHARE_STEP} (100 % is the promotion after the last step)")
-        if i and share <= steps[i - 1]:
-            raise reader.fail(("rollout", "steps"), f"must grow: {share} comes after "
-                              f"{steps[i - 1]}")
+    try:
+        check_steps(steps)
+    except RolloutError as exc:
+        raise reader.fail(("rollout", "steps"), str(exc)) from None
     hold = default.hold if table.hold is None else reader.value(
         ("rollout", "hold"), parse_duration, table.hold)
     errors = default.max_error_increase if table.max_error_increase is None \
