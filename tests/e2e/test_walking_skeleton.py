@@ -98,13 +98,16 @@ async def test_router_decides_switches_on_hook_succeeded_alone(running: Running)
             filters.add(info.config.filter_subject)
     assert subjects.events_of("hook", "succeeded") in filters
     # The others only mark a first deploy's host 503 and clear it, reroute the live release to
-    # the instances a scale placed (checked against the scheduler's placement), or unroute a
-    # destroyed app: none can switch traffic to another release.
+    # the instances a scale placed (checked against the scheduler's placement), unroute a
+    # destroyed app, or start the watch window of the release already live (its switch-back
+    # goes to the release the router itself switched away from, never one an event names):
+    # none can switch traffic to a release an event names.
     assert filters <= {subjects.events_of("hook", "succeeded"),
                        subjects.events_of("deploy", "queued"),
                        subjects.events_of("deploy", "failed"),
                        subjects.events_of("scale", "placed"),
-                       subjects.events_of("destroy", "started")}
+                       subjects.events_of("destroy", "started"),
+                       subjects.events_of("after_switch", "succeeded")}
 
 
 async def test_garbage_goes_to_the_dead_letters_and_the_next_deploy_works(

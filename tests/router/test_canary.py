@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from dockyard.contract.events import (
@@ -255,3 +256,21 @@ async def test_a_clean_watch_window_passes_and_says_so(
     live = await canaried.router.routes.live(app)
     assert live is not None and live.release == 2
     assert load.failures == [] and {text for _, text in load.all()} == {"v2"}
+
+
+async def test_a_window_the_live_record_does_not_have_is_not_watched_and_ends_at_once(
+        canaried: Canaried, gate: Gate,
+        upstreams: Callable[[str], Awaitable[Upstream]]) -> None:
+    # The window is the live record's (from a verified switch), not the event's: an event
+    # claiming one the switched release never had ends the wait at once, watching nothing.
+    app, _, v2 = await serving_v1(canaried, gate, upstreams, "nowatch")
+    event = await gate.open(hook_succeeded(app, deployment(), 2, [v2.instance(2)]))
+    await switch(canaried.router, event)
+    claimed = msgspec.structs.replace(event.data.spec, plan=Plan(rollout=Rollout(steps=[],
+                                                                                watch=600)))
+    claiming = make(AfterSwitchSucceeded, app=app, deployment_id=event.deployment_id,
+                    release=2, spec=claimed)
+    await canaried.router.on_after_switch_succeeded(claiming, claiming.nats_subject())
+    (ended,) = [e for e in canaried.emitter.emitted if isinstance(e, RolloutWatched)]
+    assert ended.data.reason == "its live record has no watch window"
+    assert canaried.router.watching == {}

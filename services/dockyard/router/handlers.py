@@ -493,11 +493,13 @@ class Router:
                                         subject: NatsSubject) -> None:
         """A release with a watch window took every request and its after-switch passed: watch
         it for the window, the old release still warm; switch back if it crosses the
-        thresholds (rollout.rolled_back), or say it passed (rollout.watched)."""
-        spec = event.data.spec
-        window = watches(spec.plan, spec.kind)
-        if not window:
-            return
+        thresholds (rollout.rolled_back), or say it passed (rollout.watched).
+
+        The event only starts the window: its length and thresholds are the live record's (the
+        router's own, from a verified switch), and the only release it can switch back to is
+        the one the router itself switched away from, never one an event names."""
+        if not watches(event.data.spec.plan, event.data.spec.kind):
+            return  # the scheduler ends the deploy itself
         log = self._checked(event, subject)
         async with self.lock:
             if self.watching.get(event.app) == event.deployment_id:
@@ -508,6 +510,12 @@ class Router:
             if ended is not None or live is None or live.deployment_id != event.deployment_id:
                 log.info("not watched", reason="the deploy ended, or its release is not live")
                 return
+            window = watches(live.spec.plan, live.spec.kind)
+            rollout = live.spec.plan.rollout
+            if not window or rollout is None:
+                # The scheduler waits for the window's end: say there is none to watch.
+                await self._watched(event, 0, "its live record has no watch window", None, None)
+                return
             replaced = self.replaced.get(event.app)
             if replaced is None or replaced[0].release >= event.release \
                     or not route_upstreams(replaced[0].instances):
@@ -516,16 +524,15 @@ class Router:
                 await self._watched(event, window, "nothing to switch back to", None, None)
                 return
             self.watching[event.app] = event.deployment_id
-        task = asyncio.create_task(self._watch(event, window, *replaced, log))
+        task = asyncio.create_task(self._watch(event, window, rollout, *replaced, log))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
 
-    async def _watch(self, event: AfterSwitchSucceeded, window: float, old: LiveRelease,
-                     before: Figures, log: Any) -> None:
+    async def _watch(self, event: AfterSwitchSucceeded, window: float, rollout: Rollout,
+                     old: LiveRelease, before: Figures, log: Any) -> None:
         """Judge the new release every WATCH_EVERY seconds on its last WATCH_SPAN seconds
         against the old one's figures before the switch, until the window ends. Never raises."""
-        app, rollout = event.app, event.data.spec.plan.rollout
-        assert rollout is not None
+        app = event.app
         begun = time.monotonic()
         await self._say(event, f"watching v{event.release} for {window:g}s; v{old.release} "
                                f"stays warm to switch back to")
