@@ -33,10 +33,11 @@ from dockyard.contract.events import (
     Event,
     InstanceRef,
     LogLine,
+    ReleaseFigures,
     TrafficSwitched,
 )
 from dockyard.contract.plan import Plan, ProcessType, RolloutOverride
-from dockyard.contract.state import LiveRelease, RolloutFigures, RolloutProgress
+from dockyard.contract.state import LiveRelease, RolloutProgress
 from dockyard.store import Store, project
 from tests.api.support import TOKEN, Parts, parts, sqlite_store
 from tests.events import make
@@ -600,7 +601,7 @@ async def test_a_rollout_is_shown_and_ordered_and_refused_when_there_is_none(
     await api.rollouts.show(RolloutProgress(
         app="blog", deployment_id="d" * 32, release=3, previous_release=2, stage="canary",
         step=1, steps=2, percent=5,
-        new=RolloutFigures(release=3, requests=40, errors=0, error_rate=0.0, p95=0.012)))
+        new=ReleaseFigures(release=3, requests=40, errors=0, error_rate=0.0, p95=0.012)))
     shown = (await client.get("/apps/blog/rollout")).json()
     assert (shown["in_progress"], shown["stage"], shown["percent"], shown["new"]["requests"]) == (
         True, "canary", 5, 40)

@@ -42,6 +42,7 @@ from dockyard.contract.events import (
     CancelRequested,
     DeployRequested,
     DestroyRequested,
+    ReleaseFigures,
     ScaleRequested,
     new_id,
 )
@@ -49,7 +50,7 @@ from dockyard.contract.manifest import OperatorHook, OperatorHooks
 from dockyard.contract.names import check_app, check_deployment_id
 from dockyard.contract.plan import RolloutError, RolloutOverride
 from dockyard.contract.sinks import Sink, SinkStatus, validate, with_sink, without_sink
-from dockyard.contract.state import Maintenance, RolloutFigures, RolloutProgress
+from dockyard.contract.state import Maintenance, RolloutProgress
 from dockyard.pipeline import rollback, scaling
 from dockyard.pipeline.config import check_name, check_values
 from dockyard.plan.durations import parse_duration, parse_memory
@@ -112,7 +113,7 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
-def _figures_view(figures: RolloutFigures | None) -> RolloutFiguresView | None:
+def _figures_view(figures: ReleaseFigures | None) -> RolloutFiguresView | None:
     return None if figures is None else RolloutFiguresView(
         release=figures.release, requests=figures.requests, errors=figures.errors,
         error_rate=figures.error_rate, p95=figures.p95)

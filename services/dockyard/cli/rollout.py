@@ -22,7 +22,8 @@ from dockyard.cli.output import out
 
 if TYPE_CHECKING:
     from dockyard.client import DockyardClient
-    from dockyard.contract.state import RolloutAction, RolloutFigures, RolloutProgress
+    from dockyard.contract.events import ReleaseFigures
+    from dockyard.contract.state import RolloutAction, RolloutProgress
 
 rollout_app = typer.Typer(
     no_args_is_help=True,
@@ -30,7 +31,7 @@ rollout_app = typer.Typer(
          "promoting or aborting it by hand.")
 
 
-def _figures(figures: RolloutFigures | None) -> str:
+def _figures(figures: ReleaseFigures | None) -> str:
     if figures is None:
         return "not judged yet"
     p95 = "no p95" if figures.p95 is None else f"p95 {figures.p95 * 1000:.0f} ms"

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from dockyard.contract.events import DeploySpec, FailureData, InstanceRef
+from dockyard.contract.events import DeploySpec, FailureData, InstanceRef, ReleaseFigures
 
 
 class LiveRelease(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,16 +42,6 @@ RolloutStage = Literal["canary", "watch"]
 RolloutAction = Literal["promote", "abort"]
 
 
-class RolloutFigures(msgspec.Struct, frozen=True, kw_only=True):
-    """One release's answers as the router last judged them."""
-
-    release: int
-    requests: int
-    errors: int
-    error_rate: float
-    p95: float | None = None
-
-
 class RolloutProgress(msgspec.Struct, frozen=True, kw_only=True):
     """An app's rollout in progress, as the router running it says (key `state.<app>`): a
     canary's step or the watch window after the switch, with both releases' last figures."""
@@ -65,8 +55,8 @@ class RolloutProgress(msgspec.Struct, frozen=True, kw_only=True):
     steps: int = 0
     percent: int = 100  # the new release's share of requests
     until: datetime | None = None  # when the step or the window ends
-    new: RolloutFigures | None = None
-    old: RolloutFigures | None = None
+    new: ReleaseFigures | None = None  # as the router last judged them
+    old: ReleaseFigures | None = None
     updated: datetime | None = None
 
 

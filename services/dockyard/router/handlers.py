@@ -62,7 +62,6 @@ from dockyard.router.rollout import (
     aborts,
     judge,
     ordered_verdict,
-    progress_figures,
     release_figures,
 )
 from dockyard.router.routes import (
@@ -393,8 +392,8 @@ class Router:
                     previous_release=decision.previous_release or 0, stage="canary",
                     step=number, steps=steps, percent=percent,
                     until=datetime.now(UTC) + timedelta(seconds=rollout.hold),
-                    new=None if judged is None else progress_figures(judged.new),
-                    old=None if judged is None else progress_figures(judged.old))
+                    new=None if judged is None else judged.new,
+                    old=None if judged is None else judged.old)
                 ordered = await self._hold(progress, rollout.hold)
                 if self.canaries.get(app) is None:
                     log.info("canary stopped", reason="its deploy ended")
@@ -544,8 +543,8 @@ class Router:
                 ordered = await self._hold(RolloutProgress(
                     app=app, deployment_id=event.deployment_id, release=event.release,
                     previous_release=old.release, stage="watch", until=until,
-                    new=None if new is None else progress_figures(release_figures(new)),
-                    old=progress_figures(release_figures(before))),
+                    new=None if new is None else release_figures(new),
+                    old=release_figures(before)),
                     min(WATCH_EVERY, begun + window - now))
                 if self.watching.get(app) != event.deployment_id:
                     return  # the deploy ended (the watchdog)

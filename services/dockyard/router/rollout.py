@@ -7,7 +7,7 @@ import msgspec
 
 from dockyard.contract.events import ReleaseFigures, RolloutVerdict
 from dockyard.contract.plan import Rollout
-from dockyard.contract.state import RolloutAction, RolloutFigures
+from dockyard.contract.state import RolloutAction
 from dockyard.router.figures import Figures
 
 # Below this, a p95 difference is noise (a loopback answer takes a millisecond or two): a new
@@ -91,10 +91,3 @@ def ordered_verdict(action: RolloutAction, measured: str) -> tuple[RolloutVerdic
         return "failed", f"aborted by an operator's order; {measured}"
     return "passed", f"promoted by an operator's order; {measured}"
 
-
-def progress_figures(figures: ReleaseFigures | None) -> RolloutFigures | None:
-    """An event's figures as the rollout's progress record shows them."""
-    if figures is None:
-        return None
-    return RolloutFigures(release=figures.release, requests=figures.requests,
-                          errors=figures.errors, error_rate=figures.error_rate, p95=figures.p95)
