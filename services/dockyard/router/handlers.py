@@ -352,9 +352,15 @@ class Router:
             return
         await self.routes.set_live(decision.live)
         self.records.apply(decision.live)
-        if previous is not None and previous.release != decision.live.release:
+        spec = decision.live.spec
+        if previous is not None and previous.release != decision.live.release \
+                and watches(spec.plan, spec.kind):
+            # Its watch window's baseline: sorting the old release's samples is done only for
+            # a release that has a window, never on every switch.
             figures = self.measured.figures(event.app, previous.release, time.monotonic())
             self.replaced[event.app] = (previous, figures)
+        else:
+            self.replaced.pop(event.app, None)
         if event.app in self.records.pending:
             await self.routes.clear_pending(event.app)
             self.records.apply(RouteGone(app=event.app, kind=PENDING))
@@ -372,7 +378,6 @@ class Router:
         judged: RolloutData | None = None
         try:
             for number, percent in enumerate(rollout.steps, 1):
-                ordered: RolloutAction | None = None
                 async with self.lock:
                     if (stop := await self._canary_stopped(event)) is not None:
                         await self._load(self._table(app), force=False)
