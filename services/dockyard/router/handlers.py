@@ -655,10 +655,7 @@ class Router:
     async def on_deploy_queued(self, event: DeployQueued, subject: NatsSubject) -> None:
         """A first deploy is queued: its host answers 503 with Retry-After
         until it is switched in."""
-        try:
-            checked_envelope(event, subject)
-        except Unverified as exc:
-            _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
+        self._checked(event, subject)
         async with self.lock:
             await self._fresh(event.app)
             marker = decide_queued(event, self.records.live.get(event.app),
@@ -673,10 +670,7 @@ class Router:
 
     async def on_deploy_failed(self, event: DeployFailed, subject: NatsSubject) -> None:
         """A first deploy failed: its host answers 404 again."""
-        try:
-            checked_envelope(event, subject)
-        except Unverified as exc:
-            _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
+        self._checked(event, subject)
         async with self.lock:
             if self.watching.get(event.app) == event.deployment_id:
                 del self.watching[event.app]  # the release stays: the scheduler retires the old
@@ -701,10 +695,7 @@ class Router:
         """An app is destroyed: its host answers 404 (one proxy load without it), then its
         route records go, before the scheduler stops its instances; idempotent, so a redelivery
         does it again."""
-        try:
-            checked_envelope(event, subject)
-        except Unverified as exc:
-            _refuse(self.log.bind(app=event.app, deployment_id=event.deployment_id), exc)
+        self._checked(event, subject)
         async with self.lock:
             await self._fresh(event.app)
             await self._load(without_app(self._table(event.app), event.app))  # a CaddyError
